@@ -1,0 +1,62 @@
+"""Tux Paint stamps (Debian ``tuxpaint-stamps-default``): real cut-out images, one
+human-written English description each.
+
+Each ``stamps/<category>/.../X.png`` has ``X.txt`` whose first line is the English
+description ("A zebra."). ``symbols/`` and ``*_mirror.png`` (mirrored duplicates
+without their own text) are left out, giving 538 pairs in 15 categories. The split
+is :func:`analysis.data.base.hash_split` of the path.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from analysis.data import debian
+from analysis.data.base import Item, hash_split, make_dataset
+
+PACKAGE = "tuxpaint-stamps-default"
+STAMPS = "usr/share/tuxpaint/stamps"
+
+
+def _keep(rel: str) -> bool:
+    return rel.startswith(STAMPS) and rel.endswith((".png", ".txt")) and "/symbols/" not in rel
+
+
+def description(txt: Path) -> str:
+    """The English description: the first line of the stamp's ``.txt`` file, stripped."""
+    first = txt.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip()
+    return re.sub(r"\s+", " ", first)
+
+
+def object_name(desc: str) -> str:
+    """A short noun phrase from a description: ``"A pink flamingo."`` -> ``"pink flamingo"``."""
+    s = desc.strip().rstrip(".!").strip()
+    s = re.sub(r"^(an?|the|some)\s+", "", s, flags=re.I)
+    return s[:1].lower() + s[1:] if s[:2] != s[:2].upper() else s
+
+
+def items(folder: Path) -> list[Item]:
+    """All stamp items under an unpacked package ``folder``."""
+    base = Path(folder) / STAMPS
+    out = []
+    for png in sorted(base.rglob("*.png")):
+        txt = png.with_suffix(".txt")
+        if png.stem.endswith("_mirror") or not txt.exists():
+            continue
+        rel = str(png.relative_to(base))
+        desc = description(txt)
+        out.append(Item(id=rel, path=png, captions=[desc], split=hash_split("tuxpaint:" + rel),
+                        meta={"category": rel.split("/")[0], "object": object_name(desc)}))
+    return out
+
+
+def load(split: str | None = None, limit: int | None = None):
+    """The ``tuxpaint-stamps`` dataset (fetched into the cache on first use)."""
+    folder = debian.fetch(PACKAGE, _keep)
+    src = debian.source_info(folder)
+    return make_dataset(
+        "tuxpaint-stamps", items(folder), split=split, limit=limit, source="embedded", licence="GPL-2.0",
+        origin=f"Debian {PACKAGE} {src['version']}", caption_source="human-written (Tux Paint stamp descriptions)",
+        description="Real photographs and drawings cut out on a transparent background, each with a one-line "
+                    "English description written by the Tux Paint contributors.",
+        provenance=src)

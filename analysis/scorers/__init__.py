@@ -1,0 +1,4 @@
+"""Image–text scorers behind one contract (:class:`analysis.scorers.base.Scorer`).
+
+Build them by name with :func:`analysis.registry.get_scorer`.
+"""
