@@ -1,0 +1,104 @@
+"""Template lint, the TOC/registry agreement, and a smoke run of the whole book.
+
+The smoke run stages the book sources in a temporary folder, executes every
+registered notebook there with papermill (``smoke=True``), then builds the book
+with warnings as errors and checks that every TOC page was rendered.
+"""
+import ast
+import inspect
+import subprocess
+import sys
+
+import nbformat
+import pytest
+import yaml
+
+from analysis import runner
+from analysis.registry import NOTEBOOKS, ROOT, Entry, Registry, notebook_template
+
+NAMES = NOTEBOOKS.names()
+
+
+def parameters_of(name):
+    nb = nbformat.read(notebook_template(name), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return nb, cells
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_lint(name):
+    nb, cells = parameters_of(name)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    nbformat.validate(nb)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_match_the_registry(name):
+    """Every parameter is a plain literal; smoke and seed are there; the experiment accepts them."""
+    _, (cell,) = parameters_of(name)
+    tree = ast.parse(cell.source)
+    params = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), f"parameters cell may only assign literals: {ast.unparse(node)}"
+        params[node.targets[0].id] = ast.literal_eval(node.value)
+    assert params["smoke"] is False and isinstance(params["seed"], int)
+    sig = inspect.signature(NOTEBOOKS.entry(name).load()).parameters
+    assert "smoke" in sig and "seed" in sig
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [ch["file"] for part in toc["parts"] for ch in part["chapters"]], toc["root"]
+
+
+def test_toc_and_notebook_registry_agree():
+    files, root = toc_files()
+    generated = sorted(f.removeprefix("book/generated/") for f in files if f.startswith("book/generated/"))
+    assert generated == sorted(NAMES)
+    assert (ROOT / f"{root}.md").is_file()
+    for f in files:
+        assert f.startswith("book/generated/") or (ROOT / f"{f}.md").is_file(), f
+
+
+def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch):
+    bad = nbformat.v4.new_notebook()
+    bad.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    bad.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                 nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(bad, path)
+    reg = Registry("notebook", [Entry("bad", "analysis.provenance:run_provenance", "", {"template": str(path)})])
+    monkeypatch.setattr(runner, "NOTEBOOKS", reg)
+    monkeypatch.setattr(runner, "notebook_template", lambda n: path)
+    with pytest.raises(runner.NotebookFailed, match=r"notebook 'bad' failed at cell \d+ .*broken on purpose"):
+        runner.run(["bad"], root=tmp_path, parameters={})
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    root = runner.stage(tmp_path_factory.mktemp("book"))
+    proc = subprocess.run([sys.executable, "-m", "analysis", "all", "--smoke", "--root", str(root)],
+                          capture_output=True, text=True, cwd=ROOT)
+    return root, proc
+
+
+def test_smoke_all_builds_the_book_with_warnings_as_errors(smoke_book):
+    root, proc = smoke_book
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files, index = toc_files()
+    for f in files + [index]:
+        assert (root / "_build" / "html" / f"{f}.html").is_file(), f
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_notebook_ran_in_smoke_mode_without_errors(smoke_book, name):
+    root, _ = smoke_book
+    nb = nbformat.read(root / "book" / "generated" / f"{name}.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "smoke = True" in injected[0].source
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    assert (root / "book" / "generated" / "results").is_dir()
