@@ -1,0 +1,89 @@
+"""The scorer-evaluation math against independent re-implementations on known answers."""
+import numpy as np
+import pytest
+
+from analysis import scorer_eval
+from analysis.scorers.base import DualEncoder
+
+
+def brute_recall(S, k):
+    hits = 0
+    for i in range(len(S)):
+        order = sorted(range(S.shape[1]), key=lambda j: (-S[i, j], j != i))  # ties favour the truth
+        hits += order.index(i) < k
+    return hits / len(S)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_recall_matches_brute_force(seed, k):
+    S = np.random.default_rng(seed).normal(size=(20, 20))
+    assert scorer_eval.recall_at_k(S, k) == pytest.approx(brute_recall(S, k))
+
+
+def test_recall_known_answers():
+    assert scorer_eval.recall_at_k(np.eye(5), 1) == 1.0
+    S = np.eye(4)[::-1].copy()  # every image prefers the wrong caption
+    assert scorer_eval.recall_at_k(S, 1) == 0.0 and scorer_eval.recall_at_k(S, 2) == 1.0
+
+
+def test_modality_gap_known_answer():
+    U = np.tile([1.0, 0.0], (3, 1))
+    V = np.tile([0.0, 1.0], (5, 1))
+    assert scorer_eval.modality_gap(U, V) == pytest.approx(np.sqrt(2))
+    assert scorer_eval.modality_gap(U, U) == 0.0
+
+
+def test_pairwise_wins_and_ties():
+    assert scorer_eval.pairwise_wins(np.array([2.0, 1.0, 1.0]), np.array([1.0, 2.0, 1.0])).tolist() == [1, 0, 0.5]
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+    small = rng.binomial(1, 0.7, 30).astype(float)
+    big = rng.binomial(1, 0.7, 3000).astype(float)
+    lo, hi = scorer_eval.bootstrap_ci(small, seed=0)
+    assert lo <= small.mean() <= hi
+    lo2, hi2 = scorer_eval.bootstrap_ci(big, seed=0)
+    assert hi2 - lo2 < hi - lo and lo2 < 0.7 < hi2
+    assert scorer_eval.bootstrap_ci(np.ones(5), seed=0) == (1.0, 1.0)
+
+
+class Lookup(DualEncoder):
+    """A dual encoder over fixed embeddings keyed by image size and caption text."""
+
+    name = label = "lookup"
+    source = "embedded"
+    checkpoint_hash = "0" * 64
+
+    def __init__(self, img, txt):
+        super().__init__()
+        self.img, self.txt = img, txt
+
+    def _encode_image_batch(self, images):
+        import torch
+
+        return torch.tensor(np.stack([self.img[im.size[0]] for im in images]))
+
+    def _encode_text_batch(self, captions):
+        import torch
+
+        return torch.tensor(np.stack([self.txt[c] for c in captions]))
+
+
+def test_retrieval_and_gap_rows_on_a_perfect_scorer():
+    from PIL import Image
+
+    from analysis.data.base import Item
+
+    n = 6
+    E = np.eye(n)
+    images = [Image.new("RGB", (10 + i, 10)) for i in range(n)]
+    sc = Lookup({10 + i: E[i] for i in range(n)}, {f"c{i}": E[i] for i in range(n)})
+    ds = [Item(f"i{i}", None, [f"c{i}"], "test") for i in range(n)]
+    rows, S = scorer_eval.retrieval_rows(sc, ds, images, seed=0)
+    vals = {r["metric"]: r["value"] for r in rows}
+    assert vals["i2t_R@1"] == vals["t2i_R@1"] == 1.0 and vals["chance_R@1"] == pytest.approx(1 / n)
+    np.testing.assert_allclose(S, E, atol=1e-12)
+    gap = {r["metric"]: r["value"] for r in scorer_eval.gap_rows(sc, images, ds, S)}
+    assert gap["modality_gap"] == pytest.approx(0.0) and gap["cosine_matched_mean"] == pytest.approx(1.0)
