@@ -106,3 +106,13 @@ def summary_text(rows: pd.DataFrame) -> str:
         text += ("Only `stamp-scenes` has a known scene graph (objects, counts, sizes, one relation), which is what "
                  "lets later chapters build controlled hard negatives; its references are generated, not human-written.")
     return text
+
+
+def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset: counts as integers, mean caption length to one decimal."""
+    v = rows.pivot_table(index="dataset", columns="metric", values="value", sort=False)
+    counts = ["items", "items_train", "items_val", "items_test", "captions", "skipped_images"]
+    out = v[counts].astype(int)
+    out.insert(5, "words_per_caption", v["caption_words_mean"].round(1))
+    out.columns.name = None
+    return out

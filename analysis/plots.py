@@ -33,7 +33,7 @@ def example_grid(ds, *, n: int = 8, seed: int = 0, cols: int = 4, width: int = 3
     for ax, i in zip(axes.flat, idx):
         item = ds[int(i)]
         ax.imshow(item.image())
-        ax.set_title("\n".join(textwrap.wrap(item.captions[0], width)[:3]), fontsize=8)
+        ax.set_title("\n".join(textwrap.wrap(item.captions[0], width)[:3]), fontsize=10)
     fig.suptitle(ds.name, fontsize=11)
     fig.tight_layout()
     return fig
