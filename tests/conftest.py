@@ -19,3 +19,26 @@ def tmp_cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     monkeypatch.setenv("STUDY_CACHE", str(root))
     return root
+
+
+REAL_FORMATS = __import__("pathlib").Path(__file__).parent / "fixtures" / "real_formats"
+
+
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """No real data folder of this machine leaks into a test: STUDY_DATA and HOME point at empty folders."""
+    monkeypatch.setenv("STUDY_DATA", str(tmp_path / "study-data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def copy_set(tmp_path):
+    """``copy_set(name)``: a writable copy of fixture set ``tests/fixtures/real_formats/<name>``."""
+    import shutil
+
+    def copy(name: str, dest=None):
+        dest = dest or tmp_path / name
+        shutil.copytree(REAL_FORMATS / name, dest)
+        return dest
+
+    return copy

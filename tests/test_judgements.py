@@ -19,17 +19,8 @@ A, B, C = "1000000001_0a1b2c3d4e.jpg", "1000000002_1b2c3d4e5f.jpg", "1000000003_
 TIDY = ["dataset", "image", "caption_id", "caption", "rater", "score", "path", "references"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_data(tmp_path, monkeypatch):
-    """No real data folder of this machine leaks into a test: STUDY_DATA and HOME point at empty folders."""
-    monkeypatch.setenv("STUDY_DATA", str(tmp_path / "study-data"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
-
-def copy_set(name: str, tmp_path: Path) -> Path:
-    dest = tmp_path / name
-    shutil.copytree(FIX / name, dest)
-    return dest
 
 
 def token_captions(image: str) -> list[str]:
@@ -67,8 +58,8 @@ def test_expert_paths_are_the_karpathy_image_folder():
     assert df.attrs["skipped"] == []
 
 
-def test_expert_keeps_nan_ratings(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_expert_keeps_nan_ratings(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     path = root / "ExpertAnnotations.txt"
     lines = path.read_text().splitlines()
     lines[0] = "\t".join(lines[0].split("\t")[:3] + ["", "NA"])  # expert 2 and 3 missing
@@ -83,24 +74,24 @@ def test_expert_limit_counts_images_and_keeps_their_rows():
     assert set(df["image"]) == {A} and len(df) == 2 * 3
 
 
-def test_expert_malformed_line_is_located(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_expert_malformed_line_is_located(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     with open(root / "ExpertAnnotations.txt", "a") as f:
         f.write(f"{A}\t{C}#0\t1\t2\n")
     with pytest.raises(ValueError, match=r"ExpertAnnotations.txt:7: expected 5 tab-separated fields, found 4"):
         get_dataset("flickr8k-expert", root=root)
 
 
-def test_unknown_caption_id_is_an_error(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_unknown_caption_id_is_an_error(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     with open(root / "ExpertAnnotations.txt", "a") as f:
         f.write(f"{A}\t9999_x.jpg#0\t1\t1\t1\n")
     with pytest.raises(ValueError, match=r"'9999_x.jpg#0'.*not in Flickr8k.token.txt"):
         get_dataset("flickr8k-expert", root=root)
 
 
-def test_text_files_in_flickr8k_text_subfolder(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_text_files_in_flickr8k_text_subfolder(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     (root / "Flickr8k_text").mkdir()
     for name in ("Flickr8k.token.txt", "ExpertAnnotations.txt", "CrowdFlowerAnnotations.txt"):
         (root / name).rename(root / "Flickr8k_text" / name)
@@ -108,16 +99,16 @@ def test_text_files_in_flickr8k_text_subfolder(tmp_path):
     assert len(get_dataset("flickr8k-cf", root=root)) == 6
 
 
-def test_corrupt_image_rows_are_removed_and_counted(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_corrupt_image_rows_are_removed_and_counted(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     (root / "Flicker8k_Dataset" / C).write_bytes(b"not a jpeg")
     df = get_dataset("flickr8k-expert", root=root)
     assert C not in set(df["image"]) and len(df) == 3 * 3
     assert [img for img, _ in df.attrs["skipped"]] == [C]
 
 
-def test_images_false_needs_no_image_folder(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_images_false_needs_no_image_folder(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     shutil.rmtree(root / "Flicker8k_Dataset")
     with pytest.raises(DataUnavailable, match=r"'Flicker8k_Dataset/'.*images=False"):
         get_dataset("flickr8k-expert", root=root)
@@ -145,8 +136,8 @@ def test_crowdflower_per_judgement_rows():
     assert means.round(6).tolist() == [1.0, 0.0, 0.333333, 0.75, 0.0, 0.666667]
 
 
-def test_crowdflower_inconsistent_fraction_is_refused(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_crowdflower_inconsistent_fraction_is_refused(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     with open(root / "CrowdFlowerAnnotations.txt", "a") as f:
         f.write(f"{B}\t{C}#0\t0.9\t1\t2\n")
     with pytest.raises(ValueError, match=r"fraction yes 0.9 != 1/\(1\+2\)"):

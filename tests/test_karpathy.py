@@ -19,17 +19,8 @@ from analysis.registry import DATASETS, get_dataset
 FIX = Path(__file__).parent / "fixtures" / "real_formats"
 
 
-@pytest.fixture(autouse=True)
-def isolated_data(tmp_path, monkeypatch):
-    """No real data folder of this machine leaks into a test: STUDY_DATA and HOME point at empty folders."""
-    monkeypatch.setenv("STUDY_DATA", str(tmp_path / "study-data"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
-
-def copy_set(name: str, tmp_path: Path) -> Path:
-    dest = tmp_path / name
-    shutil.copytree(FIX / name, dest)
-    return dest
 
 
 def by_id(ds) -> dict:
@@ -83,8 +74,8 @@ def test_limit_keeps_file_order():
     assert [it.id for it in ds] == ["COCO_val2014_000000000042.jpg", "COCO_val2014_000000000073.jpg"]
 
 
-def test_coco_needs_only_the_folders_of_the_split(tmp_path):
-    root = copy_set("coco", tmp_path)
+def test_coco_needs_only_the_folders_of_the_split(tmp_path, copy_set):
+    root = copy_set("coco")
     shutil.rmtree(root / "train2014")
     assert len(get_dataset("coco-karpathy", root=root, split="test")) == 1  # test images are all in val2014
     with pytest.raises(DataUnavailable, match=r"'train2014/'"):
@@ -102,15 +93,15 @@ def test_flickr8k_matches_token_file():
 
 
 @pytest.mark.parametrize("folder", ["Flickr8k_Dataset", "Images"])
-def test_flickr8k_accepts_other_folder_names(tmp_path, folder):
-    root = copy_set("flickr8k", tmp_path)
+def test_flickr8k_accepts_other_folder_names(tmp_path, folder, copy_set):
+    root = copy_set("flickr8k")
     (root / "Flicker8k_Dataset").rename(root / folder)
     ds = get_dataset("flickr8k-karpathy", root=root)
     assert len(ds) == 3 and all(it.path.parent.name == folder for it in ds)
 
 
-def test_json_in_caption_datasets_subfolder(tmp_path):
-    root = copy_set("flickr8k", tmp_path)
+def test_json_in_caption_datasets_subfolder(tmp_path, copy_set):
+    root = copy_set("flickr8k")
     (root / "caption_datasets").mkdir()
     (root / "dataset_flickr8k.json").rename(root / "caption_datasets" / "dataset_flickr8k.json")
     assert len(get_dataset("flickr8k-karpathy", root=root)) == 3
