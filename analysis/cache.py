@@ -78,6 +78,18 @@ def verify(folder: Path) -> bool:
     return True
 
 
+def prune_temporary(base: Path, older_than_s: float = 6 * 3600) -> int:
+    """Remove ``.tmp-*`` folders left by builds killed outright (older than ``older_than_s``)."""
+    import time
+
+    n = 0
+    for tmp in base.glob(".tmp-*"):
+        if time.time() - tmp.stat().st_mtime > older_than_s:
+            shutil.rmtree(tmp, ignore_errors=True)
+            n += 1
+    return n
+
+
 def entry(kind: str, recipe: dict, build: Callable[[Path], None], *, check: bool = True) -> Path:
     """Return the folder of the entry for ``recipe``, building it with ``build(tmpdir)`` if needed.
 
@@ -92,6 +104,7 @@ def entry(kind: str, recipe: dict, build: Callable[[Path], None], *, check: bool
         if not check or verify(final):
             return final
         shutil.rmtree(final, ignore_errors=True)
+    prune_temporary(base)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
     try:
         build(tmp)

@@ -74,3 +74,15 @@ def test_entry_hash_stable_across_roots(tmp_path, monkeypatch):
         monkeypatch.setenv("STUDY_CACHE", str(tmp_path / sub))
         hashes.append(cache.entry_hash(cache.entry("k", {"v": 1}, lambda d: (d / "f").write_text("same"))))
     assert hashes[0] == hashes[1]
+
+
+def test_stale_temporary_folders_of_killed_builds_are_pruned(tmp_cache):
+    import os
+
+    base = tmp_cache / "k"
+    stale, fresh = base / ".tmp-stale", base / ".tmp-fresh"
+    stale.mkdir(parents=True)
+    fresh.mkdir()
+    os.utime(stale, (0, 0))
+    cache.entry("k", {"v": 9}, lambda d: (d / "f").write_text("x"))
+    assert not stale.exists() and fresh.exists()
