@@ -3,10 +3,12 @@
 :func:`run_scorer_eval` backs the *Scorers* chapter. For every scorer and dataset:
 
 * **Retrieval** on held-out items, one caption per image (the first reference).
-  With the score matrix ``S[i, j] = s(image_i, caption_j)``, image→text
-  ``R@k = mean_i 1[rank_i(i) <= k]`` where ``rank_i(i) = 1 + #{j : S[i, j] > S[i, i]}``
-  (ties count in the caption's favour only when strictly greater); text→image
-  uses ``Sᵀ``. Chance is ``k / n``.
+  With the score matrix ``S[i, j] = s(image_i, caption_j)``, ``G_i = #{j : S[i, j] > S[i, i]}``
+  and ``T_i = #{j ≠ i : S[i, j] = S[i, i]}``, image→text
+  ``R@k = mean_i clip((k − G_i) / (T_i + 1), 0, 1)``: the expected hit rate when ties
+  are broken at random (without ties, ``1[1 + G_i <= k]``). A scorer that ignores
+  one side — the text-only baseline in text→image — thus scores chance, ``k / n``,
+  rather than a perfect tie-favoured 1. Text→image uses ``Sᵀ``.
 * **Perturbation accuracy** (SugarCrepe-style) on ``stamp-scenes``: for each
   test scene and perturbation kind, ``1[s(img, true) > s(img, neg)] + ½·1[=]``,
   averaged over scenes, with a percentile bootstrap 95% CI
@@ -36,10 +38,12 @@ HELD_OUT = "test"
 
 
 def recall_at_k(S: np.ndarray, k: int) -> float:
-    """Image→text R@k of a square score matrix whose diagonal holds the true pairs."""
+    """Image→text R@k of a square score matrix whose diagonal holds the true pairs, ties broken at
+    random in expectation: ``mean_i clip((k − G_i) / (T_i + 1), 0, 1)``."""
     true = np.diag(S)[:, None]
-    rank = 1 + (S > true).sum(axis=1)
-    return float((rank <= k).mean())
+    greater = (S > true).sum(axis=1)
+    ties = (S == true).sum(axis=1) - 1
+    return float(np.clip((k - greater) / (ties + 1), 0, 1).mean())
 
 
 def modality_gap(U: np.ndarray, V: np.ndarray) -> float:

@@ -9,9 +9,17 @@ from analysis.scorers.base import DualEncoder
 def brute_recall(S, k):
     hits = 0
     for i in range(len(S)):
-        order = sorted(range(S.shape[1]), key=lambda j: (-S[i, j], j != i))  # ties favour the truth
+        order = sorted(range(S.shape[1]), key=lambda j: -S[i, j])
         hits += order.index(i) < k
     return hits / len(S)
+
+
+def monte_carlo_recall(S, k, draws=4000, seed=0):
+    """Break ties by random jitter smaller than any gap; average the hit rate over draws."""
+    rng = np.random.default_rng(seed)
+    gaps = np.diff(np.unique(S))
+    eps = (gaps.min() if len(gaps) else 1.0) * 1e-3
+    return np.mean([brute_recall(S + rng.uniform(0, eps, S.shape), k) for _ in range(draws // len(S))])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -21,10 +29,20 @@ def test_recall_matches_brute_force(seed, k):
     assert scorer_eval.recall_at_k(S, k) == pytest.approx(brute_recall(S, k))
 
 
+def test_ties_are_broken_at_random_not_in_the_truth_s_favour():
+    n = 10
+    assert scorer_eval.recall_at_k(np.zeros((n, n)), 1) == pytest.approx(1 / n)  # a blind scorer is at chance
+    assert scorer_eval.recall_at_k(np.zeros((n, n)), 5) == pytest.approx(5 / n)
+    S = np.round(np.random.default_rng(3).normal(size=(8, 8)), 0)  # many ties
+    for k in (1, 2, 4):
+        assert scorer_eval.recall_at_k(S, k) == pytest.approx(monte_carlo_recall(S, k), abs=0.03)
+
+
 def test_recall_known_answers():
     assert scorer_eval.recall_at_k(np.eye(5), 1) == 1.0
     S = np.eye(4)[::-1].copy()  # every image prefers the wrong caption
-    assert scorer_eval.recall_at_k(S, 1) == 0.0 and scorer_eval.recall_at_k(S, 2) == 1.0
+    assert scorer_eval.recall_at_k(S, 1) == 0.0  # one caption beats the truth, two tie with it
+    assert scorer_eval.recall_at_k(S, 2) == pytest.approx(1 / 3) and scorer_eval.recall_at_k(S, 4) == 1.0
 
 
 def test_modality_gap_known_answer():
