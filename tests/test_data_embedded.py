@@ -156,3 +156,13 @@ def test_scene_generation_is_deterministic():
         g = scenes.sample_graph(pool, r)
         imgs.append(np.asarray(scenes.render(g, paths, r)))
     assert np.array_equal(imgs[0], imgs[1])
+
+
+def test_object_pool_keeps_only_countable_singular_names():
+    class Stamp:
+        def __init__(self, name, category="food"):
+            self.meta, self.path, self.id = {"object": name, "category": category}, f"{name}.png", name
+
+    names = ["apple", "cherries", "scissors", "bus", "iris", "glass", "red apple", "Eiffel tower", "apple"]
+    pool = scenes.object_pool([Stamp(n) for n in names] + [Stamp("zebra", "symbols")])
+    assert [p["name"] for p in pool] == ["apple", "bus", "iris", "glass", "red apple"]

@@ -31,7 +31,7 @@ CATEGORIES = ("animals", "food", "vehicles", "household", "plants", "clothes", "
 IRREGULAR = {"mouse": "mice", "sheep": "sheep", "fish": "fish", "deer": "deer", "goose": "geese",
              "person": "people", "child": "children", "tooth": "teeth", "foot": "feet", "moose": "moose"}
 BACKGROUNDS = [(255, 255, 255), (235, 242, 250), (245, 240, 225), (228, 240, 228)]
-GENERATOR_VERSION = 1  # bump when the generator changes: it is part of the cache key
+GENERATOR_VERSION = 2  # bump when the generator changes: it is part of the cache key
 
 
 def plural(noun: str) -> str:
@@ -96,12 +96,13 @@ def visual_words(graph: dict) -> set[str]:
 
 
 def object_pool(stamps) -> list[dict]:
-    """Stamps usable in scenes: photo-like categories, short lower-case names, one stamp per name."""
+    """Stamps usable in scenes: photo-like categories, short lower-case singular names (a name whose
+    last word already looks plural, like "cherries" or "scissors", cannot be counted), one stamp per name."""
     seen, pool = set(), []
     for it in stamps:
         name = it.meta["object"]
         if (it.meta["category"] in CATEGORIES and re.fullmatch(r"[a-z]+( [a-z]+)?", name)
-                and name not in seen):
+                and not re.search(r"[^sui]s$", name) and name not in seen):
             seen.add(name)
             pool.append({"name": name, "path": str(it.path), "id": it.id})
     return pool
