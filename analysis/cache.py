@@ -130,6 +130,15 @@ def cached_array(kind: str, recipe: dict, compute: Callable[[], "object"]):
     return np.load(folder / "array.npy")
 
 
+def cached_arrays(kind: str, recipe: dict, compute: Callable[[], dict]) -> dict:
+    """Cache a dict of NumPy arrays (``compute()``, saved as one ``.npz``) under ``recipe``."""
+    import numpy as np
+
+    folder = entry(kind, recipe, lambda d: np.savez(d / "arrays.npz", **compute()))
+    with np.load(folder / "arrays.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
 def clear(kind: str | None = None) -> None:
     """Delete the whole cache or one kind of entry."""
     shutil.rmtree(root() / kind if kind else root(), ignore_errors=True)

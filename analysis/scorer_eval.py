@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis import registry, results
+from analysis import cache, registry, results
 from analysis.data import scenes as scene_data
 from analysis.runtime import rng, seed_all
 
@@ -73,35 +73,65 @@ def heldout(name: str, smoke: bool):
     return registry.get_dataset(name, split=split, limit=SMOKE_ITEMS if smoke else None)
 
 
-def retrieval_rows(scorer, ds, images, seed: int) -> tuple[list[dict], np.ndarray]:
+def images_key(ds) -> str:
+    """sha256 over the image files' own sha256s, in item order."""
+    import hashlib
+
+    return hashlib.sha256("".join(cache.file_sha256(it.path) for it in ds).encode()).hexdigest()
+
+
+def cached_scores(scorer, what: str, img_key: str, captions: list[str], compute) -> tuple[np.ndarray, int]:
+    """``(scores, truncated)`` from ``compute()``, cached by content: the scorer's name, output and
+    weights hash, the image files' hashes and the caption texts. Scores of unchanged inputs are never
+    recomputed, and any change to weights, images or captions is a new entry."""
+    import hashlib
+
+    recipe = {"what": what, "scorer": scorer.name, "output": scorer.output, "weights": scorer.checkpoint_hash,
+              "images": img_key, "captions": hashlib.sha256("\n".join(captions).encode()).hexdigest()}
+
+    def run():
+        scorer.reset_counts()
+        return {"scores": np.asarray(compute(), dtype=np.float64), "truncated": np.array([scorer.truncated])}
+
+    out = cache.cached_arrays("scores", recipe, run)
+    return out["scores"], int(out["truncated"][0])
+
+
+def retrieval_rows(scorer, ds, images, seed: int, img_key: str | None = None) -> tuple[list[dict], np.ndarray]:
     """R@k both ways plus chance for one scorer on one dataset; returns rows and the score matrix."""
     captions = [it.captions[0] for it in ds]
-    scorer.reset_counts()
-    S = scorer.score_matrix(images, captions)
+    S, truncated = cached_scores(scorer, "matrix", img_key or images_key(ds), captions,
+                                 lambda: scorer.score_matrix(images, captions))
     n = len(captions)
     out = []
     for k in KS:
         out += [{"metric": f"i2t_R@{k}", "value": recall_at_k(S, k)},
                 {"metric": f"t2i_R@{k}", "value": recall_at_k(S.T, k)},
                 {"metric": f"chance_R@{k}", "value": min(k / n, 1.0)}]
-    out.append({"metric": "truncated_captions", "value": float(scorer.truncated)})
+    out.append({"metric": "truncated_captions", "value": float(truncated)})
     return [{**r, "analysis": "retrieval", "n": n} for r in out], S
 
 
-def perturbation_rows(scorer, ds, images, seed: int, n_boot: int) -> list[dict]:
+def perturbation_rows(scorer, ds, images, seed: int, n_boot: int, img_key: str | None = None) -> list[dict]:
     """Accuracy of true-vs-perturbed caption per perturbation kind, with bootstrap CIs."""
+    import hashlib
+
     pool = ds.provenance["pool"]
+    img_key = img_key or images_key(ds)
     out = []
     for kind in scene_data.PERTURBATIONS:
         r = rng(seed)
-        trip = [(im, scene_data.canonical(it.meta["graph"]),
-                 scene_data.perturb(it.meta["graph"], kind, r, pool)) for im, it in zip(images, ds)]
+        trip = [(i, scene_data.canonical(it.meta["graph"]), scene_data.perturb(it.meta["graph"], kind, r, pool))
+                for i, it in enumerate(ds)]
         trip = [t for t in trip if t[2] is not None]
         if not trip:
             continue
-        ims = [t[0] for t in trip]
-        pos = scorer.score(ims, [t[1] for t in trip])
-        neg = scorer.score(ims, [t[2] for t in trip])
+        idx = [t[0] for t in trip]
+        ims = [images[i] for i in idx]
+        key = hashlib.sha256(f"{img_key}:{idx}".encode()).hexdigest()
+        true_caps, neg_caps = [t[1] for t in trip], [t[2] for t in trip]
+        pos, _ = cached_scores(scorer, "pairs", key, true_caps, lambda: scorer.score(ims, true_caps))
+        neg, _ = cached_scores(scorer, "pairs", key, neg_caps, lambda: scorer.score(ims, neg_caps))
         wins = pairwise_wins(pos, neg)
         lo, hi = bootstrap_ci(wins, seed=seed, n_resamples=n_boot)
         out.append({"analysis": "perturbation", "perturbation": kind, "metric": "accuracy",
@@ -109,10 +139,12 @@ def perturbation_rows(scorer, ds, images, seed: int, n_boot: int) -> list[dict]:
     return out
 
 
-def gap_rows(scorer, images, ds, S: np.ndarray) -> list[dict]:
+def gap_rows(scorer, images, ds, S: np.ndarray, img_key: str | None = None) -> list[dict]:
     """Modality gap and matched / mismatched cosine for a dual encoder."""
-    U = scorer.encode_image(images)
-    V = scorer.encode_text([it.captions[0] for it in ds])
+    captions = [it.captions[0] for it in ds]
+    key = img_key or images_key(ds)
+    U, _ = cached_scores(scorer, "image_embeddings", key, [], lambda: scorer.encode_image(images))
+    V, _ = cached_scores(scorer, "text_embeddings", "", captions, lambda: scorer.encode_text(captions))
     off = S[~np.eye(len(S), dtype=bool)]
     return [{"analysis": "gap", "metric": "modality_gap", "value": modality_gap(U, V)},
             {"analysis": "gap", "metric": "cosine_matched_mean", "value": float(np.diag(S).mean())},
@@ -133,6 +165,7 @@ def run_scorer_eval(scorers: list[str] | None = None, datasets: list[str] | None
     frames, dists = [], []
     loaded = {name: heldout(name, smoke) for name in datasets or DATASETS}
     images = {name: [it.image() for it in ds] for name, ds in loaded.items()}
+    keys = {name: images_key(ds) for name, ds in loaded.items()}
     for sname in tqdm(scorers or SCORERS, desc="scorers"):
         t = time.perf_counter()
         scorer = registry.get_scorer(sname, smoke=smoke, seed=seed) if "-mini" in sname or sname == "blind" \
@@ -143,12 +176,12 @@ def run_scorer_eval(scorers: list[str] | None = None, datasets: list[str] | None
                       split=HELD_OUT, seed=seed, label=info["label"], family=info["family"], output=info["output"],
                       checkpoint_hash=info["checkpoint_hash"][:16])
         for dname, ds in loaded.items():
-            recs, S = retrieval_rows(scorer, ds, images[dname], seed)
+            recs, S = retrieval_rows(scorer, ds, images[dname], seed, keys[dname])
             dists.append(score_distribution(sname, dname, S))
             if dname == "stamp-scenes":
-                recs += perturbation_rows(scorer, ds, images[dname], seed, n_boot)
+                recs += perturbation_rows(scorer, ds, images[dname], seed, n_boot, keys[dname])
             if info["family"] == "dual":
-                recs += gap_rows(scorer, images[dname], ds, S)
+                recs += gap_rows(scorer, images[dname], ds, S, keys[dname])
             frames.append(results.rows(recs, dataset=dname, **common))
         frames.append(results.rows([{"analysis": "cost", "metric": "load_seconds", "value": build_s}],
                                    dataset="", **common))

@@ -89,16 +89,41 @@ class Lookup(DualEncoder):
         return torch.tensor(np.stack([self.txt[c] for c in captions]))
 
 
-def test_retrieval_and_gap_rows_on_a_perfect_scorer():
+def perfect_setup(tmp_path, n=6):
     from PIL import Image
 
     from analysis.data.base import Item
 
-    n = 6
     E = np.eye(n)
     images = [Image.new("RGB", (10 + i, 10)) for i in range(n)]
+    for i, im in enumerate(images):
+        im.save(tmp_path / f"{i}.png")
     sc = Lookup({10 + i: E[i] for i in range(n)}, {f"c{i}": E[i] for i in range(n)})
-    ds = [Item(f"i{i}", None, [f"c{i}"], "test") for i in range(n)]
+    ds = [Item(f"i{i}", tmp_path / f"{i}.png", [f"c{i}"], "test") for i in range(n)]
+    return E, images, sc, ds
+
+
+def test_scores_are_cached_by_content(tmp_cache, tmp_path):
+    E, images, sc, ds = perfect_setup(tmp_path)
+    calls = []
+    key = scorer_eval.images_key(ds)
+
+    def compute():
+        calls.append(1)
+        return sc.score_matrix(images, [it.captions[0] for it in ds])
+
+    a, _ = scorer_eval.cached_scores(sc, "matrix", key, ["c0", "c1"], compute)
+    b, _ = scorer_eval.cached_scores(sc, "matrix", key, ["c0", "c1"], compute)
+    assert len(calls) == 1 and np.array_equal(a, b)
+    scorer_eval.cached_scores(sc, "matrix", key, ["c0", "c2"], compute)  # other captions: recomputed
+    sc.checkpoint_hash = "1" * 64
+    scorer_eval.cached_scores(sc, "matrix", key, ["c0", "c1"], compute)  # other weights: recomputed
+    assert len(calls) == 3
+
+
+def test_retrieval_and_gap_rows_on_a_perfect_scorer(tmp_cache, tmp_path):
+    n = 6
+    E, images, sc, ds = perfect_setup(tmp_path, n)
     rows, S = scorer_eval.retrieval_rows(sc, ds, images, seed=0)
     vals = {r["metric"]: r["value"] for r in rows}
     assert vals["i2t_R@1"] == vals["t2i_R@1"] == 1.0 and vals["chance_R@1"] == pytest.approx(1 / n)

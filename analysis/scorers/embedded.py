@@ -164,7 +164,7 @@ class UniterConfig:
 
     layers: int = 2
     dropout: float = 0.0
-    schedule: Schedule = Schedule(steps=300, batch_size=32, lr=1e-3, lr_pretrained=1e-4, weight_decay=0.01)
+    schedule: Schedule = Schedule(steps=200, batch_size=32, lr=1e-3, lr_pretrained=1e-4, weight_decay=0.01)
     hard_per_kind: int = 2
     p_canonical: float = 0.5
     p_hard: float = 0.5
@@ -181,7 +181,7 @@ class LxmertConfig:
     heads: int = 4
     ffn: int = 512
     dropout: float = 0.0
-    schedule: Schedule = Schedule(steps=400, batch_size=32, lr=3e-4, weight_decay=0.01)
+    schedule: Schedule = Schedule(steps=260, batch_size=32, lr=3e-4, weight_decay=0.01)
     hard_per_kind: int = 2
     p_canonical: float = 0.5
     p_hard: float = 0.5
