@@ -223,4 +223,8 @@ def summary_text(rows: pd.DataFrame, k: int = 5) -> str:
         if blind_acc is not None:
             lines.append(f"The text-only baseline reaches {blind_acc.max():.2f} on `{blind_acc.idxmax()}`: "
                          "that much is decidable from the caption alone, without the image.")
+    if "stamp-scenes" in set(rows["dataset"]):
+        lines.append("Caveat: test scenes are new compositions of stamps that also appear in training scenes, so "
+                     "`stamp-scenes` retrieval tests composition, not unseen objects; `gcompris-explore` is the only "
+                     "set no stand-in saw in training.")
     return "\n".join(f"* {line}" for line in lines)

@@ -166,3 +166,9 @@ def test_object_pool_keeps_only_countable_singular_names():
     names = ["apple", "cherries", "scissors", "bus", "iris", "glass", "red apple", "Eiffel tower", "apple"]
     pool = scenes.object_pool([Stamp(n) for n in names] + [Stamp("zebra", "symbols")])
     assert [p["name"] for p in pool] == ["apple", "bus", "iris", "glass", "red apple"]
+
+
+def test_scenes_use_only_training_stamps():
+    split = {it.id: it.split for it in registry.get_dataset("tuxpaint-stamps")}
+    used = {o["stamp"] for it in registry.get_dataset("stamp-scenes") for o in it.meta["graph"]["objects"]}
+    assert used and {split[s] for s in used} == {"train"}

@@ -1,7 +1,9 @@
 """Stamp scenes: composited multi-object images with a known scene graph.
 
 Each scene pastes 1-4 Tux Paint cut-outs (1 or 2 object kinds, 1-3 copies each,
-a size ``big`` or ``small`` per kind) on a plain or photo background. Two kinds are
+a size ``big`` or ``small`` per kind) on a plain tinted background. The cut-outs
+come only from the stamps of the ``tuxpaint-stamps`` *train* split, so no held-out
+stamp is ever seen in training, inside a scene or alone. Two kinds are
 placed in opposite halves, which fixes one spatial relation (``left of``,
 ``right of``, ``above``, ``below``). The scene graph is stored with the item
 (``item.meta["graph"]``), and five reference captions are generated from it in
@@ -31,7 +33,7 @@ CATEGORIES = ("animals", "food", "vehicles", "household", "plants", "clothes", "
 IRREGULAR = {"mouse": "mice", "sheep": "sheep", "fish": "fish", "deer": "deer", "goose": "geese",
              "person": "people", "child": "children", "tooth": "teeth", "foot": "feet", "moose": "moose"}
 BACKGROUNDS = [(255, 255, 255), (235, 242, 250), (245, 240, 225), (228, 240, 228)]
-GENERATOR_VERSION = 2  # bump when the generator changes: it is part of the cache key
+GENERATOR_VERSION = 3  # bump when the generator changes: it is part of the cache key
 
 
 def plural(noun: str) -> str:
@@ -202,7 +204,7 @@ def perturb(graph: dict, kind: str, rng, pool_names: list[str]) -> str | None:
 
 def build_scenes(out: Path, n_scenes: int, seed: int) -> None:
     """Render ``n_scenes`` scenes into ``out`` with an ``index.json`` of graphs and captions."""
-    stamps = tuxpaint.load()
+    stamps = tuxpaint.load(split="train")  # test/val stamps never appear in any scene: no leak into their retrieval
     pool = object_pool(stamps)
     paths = {p["id"]: p["path"] for p in pool}
     rng = make_rng(seed)
