@@ -68,7 +68,7 @@ def perturbation_accuracy(rows: pd.DataFrame):
     ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds], rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("true caption wins")
-    ax.legend(fontsize=8, ncols=3, loc="lower left")
+    ax.legend(fontsize=8, ncols=6, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
     return fig
 
