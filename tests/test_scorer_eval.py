@@ -130,3 +130,20 @@ def test_retrieval_and_gap_rows_on_a_perfect_scorer(tmp_cache, tmp_path):
     np.testing.assert_allclose(S, E, atol=1e-12)
     gap = {r["metric"]: r["value"] for r in scorer_eval.gap_rows(sc, images, ds, S)}
     assert gap["modality_gap"] == pytest.approx(0.0) and gap["cosine_matched_mean"] == pytest.approx(1.0)
+
+
+def test_chapter_experiment_runs_on_a_real_format_dataset_with_a_published_path(tmp_cache, tmp_path, monkeypatch):
+    """The Scorers chapter's experiment, end to end, on the COCO Karpathy fixture with a tiny open_clip
+    checkpoint saved in the real format: the path a user with real weights and data takes."""
+    import tiny_published as tp
+
+    from analysis.registry import ROOT
+
+    monkeypatch.setenv("STUDY_DATA", str(ROOT / "tests" / "fixtures" / "real_formats"))
+    name = f"clip:{tp.CLIP_ARCH}/{tp.clip_checkpoint(tmp_path)}"
+    rows, dists = scorer_eval.run_scorer_eval([name], ["coco-karpathy"], seed=3, n_boot=50)
+    assert set(rows["model"]) == {name} and set(rows["source"]) == {"published"} and set(rows["seed"]) == {3}
+    r = rows[rows.analysis == "retrieval"].set_index("metric")["value"]
+    assert r["chance_R@1"] == 1 / rows.loc[rows.analysis == "retrieval", "n"].iloc[0]
+    assert {"modality_gap", "cosine_matched_mean"} <= set(rows["metric"])
+    assert set(dists["pair"]) <= {"matched", "mismatched"}
