@@ -20,19 +20,16 @@ from torch import nn
 from analysis import towers
 from analysis.scorers import embedded, training
 from analysis.scorers.base import Scorer
-from analysis.scorers.training import Schedule
+from analysis.scorers.training import ItmSampling, Schedule
 
 
 @dataclass(frozen=True)
-class BlindConfig:
+class BlindConfig(ItmSampling):
     """blind: hidden width, dropout, schedule, and the ITM models' sampling settings."""
 
     hidden: int = 256
     dropout: float = 0.1
     schedule: Schedule = Schedule(steps=1500, batch_size=128, lr=1e-3, weight_decay=0.01)
-    hard_per_kind: int = 2
-    p_canonical: float = 0.5
-    p_hard: float = 0.5
 
 
 class BlindNet(nn.Module):

@@ -44,7 +44,7 @@ from torch import nn
 from analysis import cache, towers
 from analysis.scorers import training
 from analysis.scorers.base import DualEncoder, Scorer
-from analysis.scorers.training import Schedule
+from analysis.scorers.training import ItmSampling, Schedule
 
 D_TEXT = towers.TEXT_DIM
 
@@ -159,19 +159,16 @@ class ClipConfig:
 
 
 @dataclass(frozen=True)
-class UniterConfig:
+class UniterConfig(ItmSampling):
     """uniter-mini: number of MiniLM layers used (and fine-tuned), training schedule."""
 
     layers: int = 2
     dropout: float = 0.0
     schedule: Schedule = Schedule(steps=200, batch_size=32, lr=1e-3, lr_pretrained=1e-4, weight_decay=0.01)
-    hard_per_kind: int = 2
-    p_canonical: float = 0.5
-    p_hard: float = 0.5
 
 
 @dataclass(frozen=True)
-class LxmertConfig:
+class LxmertConfig(ItmSampling):
     """lxmert-mini: language, visual and cross-modality layer counts, widths, training schedule."""
 
     dim: int = 256
@@ -182,9 +179,6 @@ class LxmertConfig:
     ffn: int = 512
     dropout: float = 0.0
     schedule: Schedule = Schedule(steps=260, batch_size=32, lr=3e-4, weight_decay=0.01)
-    hard_per_kind: int = 2
-    p_canonical: float = 0.5
-    p_hard: float = 0.5
 
 
 # --------------------------------------------------------------------------- the networks (trained parts only)

@@ -222,6 +222,18 @@ def balanced_bce(logits, labels):
 
 # --------------------------------------------------------------------------- one training loop
 @dataclass(frozen=True)
+class ItmSampling:
+    """Negative sampling shared by the models trained on matched / mismatched pairs (ITM and blind):
+    ``hard_per_kind`` scene-graph perturbations of each kind per scene, the probability ``p_canonical``
+    of the canonical scene caption as positive, and ``p_hard`` of a hard negative (see
+    :class:`PairSampler`). Configs inherit these fields; they enter the checkpoint recipe via ``asdict``."""
+
+    hard_per_kind: int = 2
+    p_canonical: float = 0.5
+    p_hard: float = 0.5
+
+
+@dataclass(frozen=True)
 class Schedule:
     """AdamW with linear warm-up then cosine decay to zero: ``lr_t = lr · min(1, t/w) · ½(1 + cos(π t/T))``
     (``t`` the step, ``w`` the warm-up steps, ``T`` the steps). Parameters named in the model's
