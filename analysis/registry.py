@@ -5,6 +5,13 @@ listing names never imports torch and adding a model or dataset is one entry
 here plus one loader function. Names ending in ``:`` are *prefix* entries that
 take an argument after the colon, e.g. ``clip:ViT-B-32/openai``.
 
+How the later parts plug in (DESIGN.md §1): the probe's rewards are ``SCORERS``
+names (any scorer, published or stand-in, is a reward); ReCap's alignment maps act
+on the ``encode_image``/``encode_text`` outputs of dual-encoder scorers; caption
+metrics (BLEU…CIDEr via pycocoevalcap, CLIP-S, aCLIP-S) will get a ``METRICS``
+registry of ``compute_score(gts, res) -> (corpus, per_item)`` builders, and each new
+chapter a ``NOTEBOOKS`` entry whose experiment returns :mod:`analysis.results` rows.
+
 >>> get_dataset("no-such-set")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 UnknownNameError: unknown dataset 'no-such-set'; valid names: ...

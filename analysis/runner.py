@@ -54,9 +54,21 @@ def _failed_cell(nb_path: Path) -> str:
     return "unknown cell"
 
 
-def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None, progress: bool = True) -> Path:
-    """Execute template ``name`` with ``parameters`` into ``<root>/book/generated/<name>.ipynb``."""
+def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None, progress: bool = True,
+                 log_output: bool | None = None) -> Path:
+    """Execute template ``name`` with ``parameters`` into ``<root>/book/generated/<name>.ipynb``.
+
+    ``log_output`` streams the kernel's output (training progress bars included) to this terminal;
+    by default it is on when stderr is a terminal or ``STUDY_LOG_NOTEBOOKS=1``.
+    """
+    import logging
+
     import papermill as pm
+
+    if log_output is None:
+        log_output = sys.stderr.isatty() or os.environ.get("STUDY_LOG_NOTEBOOKS") == "1"
+    if log_output:
+        logging.basicConfig(level=logging.INFO, format="    %(message)s")
 
     set_offline()
     out_dir = generated(root)
@@ -65,7 +77,7 @@ def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None
     out = out_dir / f"{name}.ipynb"
     try:
         pm.execute_notebook(str(notebook_template(name)), str(out), parameters=parameters or {},
-                            kernel_name=KERNEL, cwd=str(out_dir), progress_bar=progress, log_output=False)
+                            kernel_name=KERNEL, cwd=str(out_dir), progress_bar=progress, log_output=log_output)
     except pm.PapermillExecutionError as e:
         raise NotebookFailed(f"notebook '{name}' failed at {_failed_cell(out)} (executed copy: {out})") from e
     return out
