@@ -45,11 +45,13 @@ def caption_from_filename(stem: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[\d_\-]+", " ", stem)).strip()
 
 
-def _extract(kind: str, bundles: tuple[str, ...], pick) -> Path:
-    """Unpack the photos ``pick`` selects from ``bundles`` into a cache entry with an index."""
+def _extract(kind: str, bundles: tuple[str, ...], pick) -> tuple[Path, dict]:
+    """Unpack the photos ``pick`` selects from ``bundles`` into a cache entry with an index;
+    return the entry and the Debian source info."""
     import json
 
     src = debian.fetch(PACKAGE, _keep)
+    info = debian.source_info(src)
 
     def build(out: Path) -> None:
         index = []
@@ -62,7 +64,7 @@ def _extract(kind: str, bundles: tuple[str, ...], pick) -> Path:
                 index.append({**rec, "file": str(dest.relative_to(out))})
         (out / "index.json").write_text(json.dumps(index, indent=1))
 
-    return cache.entry("gcompris", {"kind": kind, "source": debian.source_info(src)}, build)
+    return cache.entry("gcompris", {"kind": kind, "source": info}, build), info
 
 
 def _explore_records(bundle: str, files: dict[str, bytes]) -> list[dict]:
@@ -87,9 +89,8 @@ def _category_records(bundle: str, files: dict[str, bytes]) -> list[dict]:
 def _load(kind, bundles, records, to_item, split, limit, **card):
     import json
 
-    folder = _extract(kind, bundles, records)
+    folder, src = _extract(kind, bundles, records)
     index = json.loads((folder / "index.json").read_text())
-    src = debian.source_info(debian.fetch(PACKAGE, _keep))
     return make_dataset(kind, [to_item(folder, r) for r in index], split=split, limit=limit, source="embedded",
                         licence="GPL-3.0 (app); photos mostly public domain / CC0 (README files in the bundles)",
                         origin=f"Debian {PACKAGE} {src['version']}", provenance=src, **card)

@@ -220,7 +220,7 @@ def build_scenes(out: Path, n_scenes: int, seed: int) -> None:
 
 def load(split: str | None = None, limit: int | None = None, n_scenes: int = 600, seed: int = 0):
     """The ``stamp-scenes`` dataset (rendered into the cache on first use)."""
-    src = tuxpaint.load().provenance
+    _, src = tuxpaint.source()  # provenance only: no need to decode every stamp here
     recipe = {"n_scenes": n_scenes, "seed": seed, "version": GENERATOR_VERSION, "stamps": src}
     folder = cache.entry("scenes", recipe, lambda out: build_scenes(out, n_scenes, seed))
     index = json.loads((folder / "index.json").read_text())

@@ -50,10 +50,15 @@ def items(folder: Path) -> list[Item]:
     return out
 
 
+def source() -> tuple[Path, dict]:
+    """``(folder, source info)`` of the unpacked package (fetched into the cache on first use)."""
+    folder = debian.fetch(PACKAGE, _keep)
+    return folder, debian.source_info(folder)
+
+
 def load(split: str | None = None, limit: int | None = None):
     """The ``tuxpaint-stamps`` dataset (fetched into the cache on first use)."""
-    folder = debian.fetch(PACKAGE, _keep)
-    src = debian.source_info(folder)
+    folder, src = source()
     return make_dataset(
         "tuxpaint-stamps", items(folder), split=split, limit=limit, source="embedded", licence="GPL-2.0",
         origin=f"Debian {PACKAGE} {src['version']}", caption_source="human-written (Tux Paint stamp descriptions)",
