@@ -210,11 +210,16 @@ def hashes(*paths: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- Flickr8k
-def _flickr8k_text(dataset: str, root) -> tuple[Path, dict[str, str]]:
+def _flickr8k_text(dataset: str, root, annotations: str):
+    """Locate ``Flickr8k.token.txt`` and the ``annotations`` file (in that order, so a missing file is
+    reported as before), read the captions; return ``(base, tokens_path, path, tokens, refs)`` where
+    ``refs`` maps each image to its reference captions."""
     base = data_root("flickr8k", root)
-    tokens = find_file(base, "Flickr8k.token.txt", dataset=dataset, name="flickr8k", subdirs=FLICKR8K_TEXT,
-                       get_it=FLICKR8K_GET)
-    return base, tokens
+    tokens_path = find_file(base, "Flickr8k.token.txt", dataset=dataset, name="flickr8k", subdirs=FLICKR8K_TEXT,
+                            get_it=FLICKR8K_GET)
+    path = find_file(base, annotations, dataset=dataset, name="flickr8k", subdirs=FLICKR8K_TEXT, get_it=FLICKR8K_GET)
+    tokens = read_tokens(tokens_path)
+    return base, tokens_path, path, tokens, captions_by_image(tokens)
 
 
 def _caption(tokens: dict[str, str], cid: str, source: str) -> str:
@@ -244,11 +249,7 @@ def load_flickr8k_expert(root: str | Path | None = None, limit: int | None = Non
     written for), ``candidate_in_refs``. Tau-c is the published statistic.
     """
     name = "flickr8k-expert"
-    base, tokens_path = _flickr8k_text(name, root)
-    path = find_file(base, "ExpertAnnotations.txt", dataset=name, name="flickr8k", subdirs=FLICKR8K_TEXT,
-                     get_it=FLICKR8K_GET)
-    tokens = read_tokens(tokens_path)
-    refs = captions_by_image(tokens)
+    base, tokens_path, path, tokens, refs = _flickr8k_text(name, root, "ExpertAnnotations.txt")
     rows, dropped = [], []
     for rec in first_images(read_expert(path), limit):
         caption = _caption(tokens, rec["caption_id"], path.name)
@@ -281,11 +282,7 @@ def load_flickr8k_cf(root: str | Path | None = None, limit: int | None = None, *
     for that image (as the CLIPScore preprocessing does).
     """
     name = "flickr8k-cf"
-    base, tokens_path = _flickr8k_text(name, root)
-    path = find_file(base, "CrowdFlowerAnnotations.txt", dataset=name, name="flickr8k", subdirs=FLICKR8K_TEXT,
-                     get_it=FLICKR8K_GET)
-    tokens = read_tokens(tokens_path)
-    refs = captions_by_image(tokens)
+    base, tokens_path, path, tokens, refs = _flickr8k_text(name, root, "CrowdFlowerAnnotations.txt")
     records = first_images(read_crowdflower(path), limit)
     judged: dict[str, list[str]] = {}
     for rec in records:
