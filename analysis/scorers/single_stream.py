@@ -102,10 +102,18 @@ def load(spec: str, batch_size: int = 32, device: str | None = None, output: str
     """Build the scorer for ``vilt:<spec>`` (a local folder, or a hub id already on disk)."""
     from transformers import ViltForImageAndTextRetrieval, ViltProcessor
 
+    return load_hf_scorer(spec, "vilt:", "ViLT", ViltForImageAndTextRetrieval, ViltProcessor, ViltScorer,
+                          output=output, batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)
+
+
+def load_hf_scorer(spec: str, prefix: str, what: str, model_cls, processor_cls, scorer_cls, *, output: str,
+                   batch_size: int, device: str | None, max_text_tokens: int | None):
+    """Shared loader of the transformers matching scorers: resolve ``<prefix><spec>`` to a local
+    folder, load the complete model and its processor, and wrap them in ``scorer_cls``."""
     check_output(output)
-    folder, pretrained = resolve_hf_folder(spec, "vilt:", "ViLT")
+    folder, pretrained = resolve_hf_folder(spec, prefix, what)
     device = pick_device(device)
-    model = from_pretrained_complete(ViltForImageAndTextRetrieval, folder)
-    processor = ViltProcessor.from_pretrained(folder)
-    return ViltScorer(model, processor, name=f"vilt:{spec}", pretrained=pretrained, output=output,
+    model = from_pretrained_complete(model_cls, folder)
+    processor = processor_cls.from_pretrained(folder)
+    return scorer_cls(model, processor, name=f"{prefix}{spec}", pretrained=pretrained, output=output,
                       batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)

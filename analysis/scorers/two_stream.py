@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 
 from analysis.scorers.base import WeightsUnavailable, state_hash
-from analysis.scorers.single_stream import HFMatchScorer, check_output
+from analysis.scorers.single_stream import HFMatchScorer, check_output, load_hf_scorer
 from analysis.scorers.weights import as_rgb, from_pretrained_complete, pick_device, resolve_hf_folder, weights_root
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -202,10 +202,5 @@ def load_blip(spec: str, batch_size: int = 32, device: str | None = None, output
     """Build the scorer for ``blip-itm:<spec>`` (a local folder, or a hub id already on disk)."""
     from transformers import BlipForImageTextRetrieval, BlipProcessor
 
-    check_output(output)
-    folder, pretrained = resolve_hf_folder(spec, "blip-itm:", "BLIP ITM")
-    device = pick_device(device)
-    model = from_pretrained_complete(BlipForImageTextRetrieval, folder)
-    processor = BlipProcessor.from_pretrained(folder)
-    return BlipItmScorer(model, processor, name=f"blip-itm:{spec}", pretrained=pretrained, output=output,
-                         batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)
+    return load_hf_scorer(spec, "blip-itm:", "BLIP ITM", BlipForImageTextRetrieval, BlipProcessor, BlipItmScorer,
+                          output=output, batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)
