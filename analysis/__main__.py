@@ -3,10 +3,18 @@
 Examples::
 
     python -m analysis list                       # models, datasets, notebooks
-    python -m analysis run data -p seed 3         # one notebook with another seed
-    python -m analysis run --smoke                # every notebook at smoke size
+    python -m analysis list scorers               # one notebook's parameters: types, defaults, ranges
+    python -m analysis run data                   # the data chapter with its defaults: the book's page
+    python -m analysis run data -p seed 3         # another parameter set: book/generated/runs/data-seed3-<hash>/
+    python -m analysis run data -p seed 3 --publish   # ... and make it the book's page
+    python -m analysis run --smoke                # every notebook at smoke size (never the book's pages)
     python -m analysis all                        # every notebook, then the book
+    python -m analysis all --smoke                # a smoke book in _build/smoke-root (the real pages stay)
     python -m analysis bench scorers              # throughput and wrapper overhead
+
+Training progress in the notebook kernels is echoed to this terminal when stderr is a
+terminal, or when STUDY_LOG_NOTEBOOKS=1 (e.g. in a log file). Modules named in
+STUDY_PLUGINS=mod1,mod2 are imported here and in every notebook kernel.
 """
 from __future__ import annotations
 
@@ -21,7 +29,17 @@ from analysis.registry import DATASETS, NOTEBOOKS, ROOT, SCORERS
 
 
 def _params(args) -> dict:
-    params = {k: yaml.safe_load(v) for k, v in (args.param or [])}
+    """``-p KEY VALUE`` pairs (VALUE parsed as YAML) plus ``--smoke`` and ``--seed``; checked later against
+    :mod:`analysis.parameters`."""
+    params = {}
+    for k, v in args.param or []:
+        try:
+            params[k] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            from analysis.parameters import ParameterError
+
+            raise ParameterError(f"-p {k} {v!r}: the value is not valid YAML ({e.problem}); quote lists as "
+                                 f"'[a, b]'") from None
     if args.smoke:
         params["smoke"] = True
     if args.seed is not None:
@@ -29,13 +47,27 @@ def _params(args) -> dict:
     return params
 
 
+def _parameter_tables(names: list[str] | None) -> str:
+    from analysis import parameters
+
+    return "\n\n".join(parameters.describe(n) for n in (names or NOTEBOOKS.names()))
+
+
 def cmd_list(args) -> int:
     import pandas as pd
 
+    regs = {"models": SCORERS, "datasets": DATASETS, "notebooks": NOTEBOOKS}
+    if args.what and args.what not in regs:
+        if args.what in NOTEBOOKS:  # a notebook's name: its parameters
+            print(_parameter_tables([args.what]))
+            return 0
+        NOTEBOOKS.entry(args.what)  # UnknownNameError with the close matches
     pd.set_option("display.max_colwidth", 90, "display.width", 200)
     for title, reg in (("models (scorers)", SCORERS), ("datasets", DATASETS), ("notebooks", NOTEBOOKS)):
-        if args.what in (None, title.split()[0]):
+        if args.what is None or regs[args.what] is reg:
             print(f"\n{title}:\n{reg.table().to_string(index=False)}")
+    if args.what in (None, "notebooks"):
+        print("\n(python -m analysis list NOTEBOOK shows a notebook's parameters)")
     return 0
 
 
@@ -50,30 +82,60 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from analysis.runner import NotebookFailed, run
+def _root(args) -> tuple[Path, bool]:
+    """``(root, explicit)``: ``--root`` if given and not the repository, else the repository."""
+    if args.root is None:
+        return ROOT, False
+    from analysis.runner import is_repository
 
-    try:
-        times = run(args.names, root=Path(args.root), parameters=_params(args))
-    except NotebookFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print("notebook times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+    root = Path(args.root)
+    return root, not is_repository(root)
+
+
+def _publish(args, params: dict, staged: bool) -> bool | None:
+    """Publish smoke pages only into a staged root; otherwise when asked (``--publish``), else the runner
+    decides (the default parameter set is the book's page)."""
+    if params.get("smoke") and staged:
+        return True
+    return True if getattr(args, "publish", False) else None
+
+
+def cmd_run(args, *, root: Path | None = None, staged: bool | None = None) -> int:
+    from analysis.runner import run
+
+    if root is None:
+        root, staged = _root(args)
+    params = _params(args)
+    outcomes = run(args.names, root=root, parameters=params, publish=_publish(args, params, staged))
+    print("notebook times (s): " + ", ".join(f"{k} {o.seconds:.1f}" for k, o in outcomes.items()))
+    variants = [o for o in outcomes.values() if not o.published]
+    if variants:
+        print("not in the book (other parameters than the defaults): "
+              + ", ".join(str(o.page.parent) for o in variants)
+              + ("" if any(o.smoke for o in variants) else "; --publish makes a run the book's page"))
     return 0
 
 
-def cmd_book(args) -> int:
+def cmd_book(args, *, root: Path | None = None, allow_smoke: bool | None = None) -> int:
     from analysis.runner import build_book
 
-    rc = build_book(Path(args.root))
+    root = Path(root or args.root or ROOT)
+    rc = build_book(root, allow_smoke=args.allow_smoke if allow_smoke is None else allow_smoke)
     if rc == 0:
-        print(f"book built: {Path(args.root) / '_build' / 'html' / 'index.html'}")
+        print(f"book built: {root / '_build' / 'html' / 'index.html'}")
     return rc
 
 
 def cmd_all(args) -> int:
+    from analysis.runner import SMOKE_ROOT, stage
+
     t = time.perf_counter()
-    rc = cmd_run(args) or cmd_book(args)
+    root, staged = _root(args)
+    smoke = bool(args.smoke or _params(args).get("smoke"))
+    if smoke and not staged:  # the repository's pages stay: a separate smoke book
+        root, staged = stage(SMOKE_ROOT), True
+        print(f"smoke run: staging a separate book in {root} (the repository's pages are not touched)")
+    rc = cmd_run(args, root=root, staged=staged) or cmd_book(args, root=root, allow_smoke=smoke or args.allow_smoke)
     print(f"total {time.perf_counter() - t:.1f} s")
     return rc
 
@@ -84,37 +146,71 @@ def cmd_bench(args) -> int:
     return bench.main(args.names, smoke=args.smoke)
 
 
+class _HelpWithParameters(argparse.Action):
+    """``run NAME --help``: the command's help, then the parameters of the named notebooks (all if none)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        names = [n for n in (getattr(namespace, "names", None) or []) if n in NOTEBOOKS]
+        print("\n" + _parameter_tables(names))
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("list", help="list registered models, datasets and notebooks")
-    s.add_argument("what", nargs="?", choices=["models", "datasets", "notebooks"], help="only this registry")
+    s = sub.add_parser("list", help="list registered models, datasets and notebooks, or one notebook's parameters")
+    s.add_argument("what", nargs="?", metavar="WHAT",
+                   help=f"models, datasets or notebooks; or a notebook name ({', '.join(NOTEBOOKS.names())}) to "
+                        f"show its parameters")
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("fetch", help="fetch and build the embedded datasets into the cache")
     s.add_argument("datasets", nargs="*", help=f"dataset names (default: the embedded ones); valid: {', '.join(DATASETS.names())}")
     s.set_defaults(fn=cmd_fetch)
 
-    def run_args(s):
+    def run_args(s, *, publish: bool = True):
+        s.add_argument("-h", "--help", action=_HelpWithParameters,
+                       help="show this help and the parameters of the named notebooks (all when none is named)")
         s.add_argument("names", nargs="*", help=f"notebooks to run (default: all, in order): {', '.join(NOTEBOOKS.names())}")
         s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
-                       help="set a notebook parameter; VALUE is parsed as YAML (e.g. -p scorers '[clip-mini, blind]')")
-        s.add_argument("--smoke", action="store_true", help="tiny sizes (sets the parameter smoke=True)")
+                       help="set a notebook parameter; VALUE is YAML (-p scorers '[clip-mini, blind]'; a bare name is "
+                            "a one-element list). Checked before any kernel starts; see 'list NOTEBOOK'")
+        s.add_argument("--smoke", action="store_true",
+                       help="tiny sizes (parameter smoke=True); results go to book/generated/runs/, never the book")
         s.add_argument("--seed", type=int, help="set the parameter seed")
-        s.add_argument("--root", default=str(ROOT), help="book root holding _config.yml, _toc.yml, book/ (default: the repository)")
+        s.add_argument("--root", default=None,
+                       help="book root holding _config.yml, _toc.yml, book/ (default: the repository). In another "
+                            "root (e.g. one made by runner.stage) smoke runs are that book's pages")
+        if publish:
+            s.add_argument("--publish", action="store_true",
+                           help="make this (non-default, non-smoke) parameter set the book's page and tables")
 
-    s = sub.add_parser("run", help="execute notebook templates with papermill into book/generated/")
+    epilog = ("The template's default parameters write the book's page book/generated/<name>.ipynb and its tables "
+              "book/generated/results/; any other parameter set (smoke too) writes "
+              "book/generated/runs/<name>-<parameters>-<hash>/. A failed or killed run leaves the last good page. "
+              "Kernel output (training progress) is echoed when stderr is a terminal or STUDY_LOG_NOTEBOOKS=1.")
+    s = sub.add_parser("run", help="execute notebook templates with papermill into book/generated/",
+                       add_help=False, epilog=epilog)
     run_args(s)
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("book", help="build the book (jupyter-book, warnings as errors, no execution)")
-    s.add_argument("--root", default=str(ROOT), help="book root (default: the repository)")
+    s = sub.add_parser("book", help="build the book (jupyter-book, warnings as errors, no execution)",
+                       epilog="Refuses (exit 1) a page that is missing, shows an error or ran with smoke=True; "
+                              "warns when the Reproducibility page is older than the chapters.")
+    s.add_argument("--root", default=None, help="book root (default: the repository)")
+    s.add_argument("--allow-smoke", action="store_true", help="build even if pages were executed with smoke=True")
     s.set_defaults(fn=cmd_book)
 
-    s = sub.add_parser("all", help="run every notebook, then build the book")
+    s = sub.add_parser("all", help="run every notebook, then build the book", add_help=False,
+                       epilog=epilog + " With --smoke and no --root, a separate book is staged in _build/smoke-root.")
     run_args(s)
+    s.add_argument("--allow-smoke", action="store_true", help="build the book even if some pages are smoke pages")
     s.set_defaults(fn=cmd_all)
 
     s = sub.add_parser("bench", help="benchmarks: ratios against a reference measured in the same run")
@@ -125,14 +221,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.parameters import ParameterError
     from analysis.registry import UnknownNameError
+    from analysis.runner import NotebookFailed, RunRefused
 
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except UnknownNameError as e:
+    except (UnknownNameError, ParameterError, RunRefused) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NotebookFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

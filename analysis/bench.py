@@ -22,7 +22,6 @@ import time
 BATCH = 32
 REPEATS = 5
 TARGET_OVERHEAD = 0.10
-DEFAULT_SCORERS = ["clip-mini", "uniter-mini", "lxmert-mini", "blind"]
 
 
 def _peak_mb() -> float:
@@ -82,7 +81,9 @@ def bench_scorers(names: list[str] | None = None, *, smoke: bool = False) -> lis
     """Benchmark each scorer; memory is reported against the import-only reference child."""
     ref = measure("__reference__")["peak_mb"]
     rows = []
-    for name in names or DEFAULT_SCORERS:
+    from analysis import registry
+
+    for name in names or registry.default_scorers():
         r = measure(name, smoke)
         rows.append({"scorer": name, **r, "peak_mb_over_reference": r["peak_mb"] - ref,
                      "overhead_ok": r["overhead"] <= TARGET_OVERHEAD})

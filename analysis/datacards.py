@@ -14,7 +14,8 @@ from analysis import registry, results
 from analysis.data.base import DataUnavailable, Dataset
 from analysis.runtime import seed_all
 
-EMBEDDED = ["tuxpaint-stamps", "gcompris-explore", "gcompris-categories", "stamp-scenes", "sample-photos"]
+EMBEDDED = ["tuxpaint-stamps", "gcompris-explore", "gcompris-categories", "stamp-scenes", "stamp-scenes-unseen",
+            "sample-photos"]
 SMOKE_LIMIT = 24
 FALLBACK = "sample-photos"
 
@@ -27,11 +28,14 @@ def caption_length(caption: str) -> int:
 
 
 def load_with_fallback(name: str, **kwargs) -> tuple[Dataset, str | None]:
-    """``(dataset, None)``, or ``(sample-photos, reason)`` when ``name``'s data cannot be had."""
+    """``(dataset, None)``, or ``(sample-photos, reason)`` when ``name``'s data cannot be had. The
+    fallback keeps its own name (``ds.name == "sample-photos"``): it never carries the requested one."""
     try:
         return registry.get_dataset(name, **kwargs), None
     except DataUnavailable as e:
-        print(f"[{name}] unavailable, falling back to {FALLBACK}: {e}")
+        if name == FALLBACK:
+            raise
+        print(f"[{name}] unavailable, using {FALLBACK} (under its own name) instead: {e}")
         return registry.get_dataset(FALLBACK, **kwargs), str(e)
 
 
@@ -41,7 +45,8 @@ def lengths(ds: Dataset) -> pd.DataFrame:
                           "words": caption_length(c)} for it in ds for c in it.captions])
 
 
-def card_rows(ds: Dataset, *, seed: int, requested: str, fallback_reason: str | None) -> pd.DataFrame:
+def card_rows(ds: Dataset, *, seed: int, requested: str, fallback_reason: str | None,
+              smoke: bool = False) -> pd.DataFrame:
     """Tidy rows of a dataset's numbers: items per split, captions, caption length, skipped images."""
     lens = [caption_length(c) for it in ds for c in it.captions]
     values = {"items": len(ds), **{f"items_{k}": v for k, v in ds.split_counts().items()},
@@ -51,18 +56,25 @@ def card_rows(ds: Dataset, *, seed: int, requested: str, fallback_reason: str | 
               "skipped_images": len(ds.skipped)}
     return results.rows(({"metric": k, "value": float(v)} for k, v in values.items()),
                         run="datacards", model="", source="none", pretrained="", dataset=ds.name, split="all",
-                        seed=seed, requested=requested, fallback=fallback_reason or "", data_source=ds.source,
+                        seed=seed, smoke=bool(smoke), requested=requested, fallback=fallback_reason or "",
+                        data_source=ds.source,
                         origin=ds.origin, licence=ds.licence, caption_source=ds.caption_source)
 
 
 def run_datacards(datasets: list[str] | None = None, *, smoke: bool = False, seed: int = 0):
     """Load every dataset and return ``(rows, {name: Dataset})``; smoke keeps 24 items each."""
     seed_all(seed)
-    loaded, frames = {}, []
+    loaded, asked = {}, {}
     for name in datasets or EMBEDDED:
         ds, reason = load_with_fallback(name, limit=SMOKE_LIMIT if smoke else None)
-        loaded[name] = ds
-        frames.append(card_rows(ds, seed=seed, requested=name, fallback_reason=reason))
+        loaded.setdefault(ds.name, ds)  # one card per dataset, under its own name (a fallback too)
+        asked.setdefault(ds.name, []).append((name, reason))
+    frames = []
+    for key, ds in loaded.items():
+        failed = [(n, r) for n, r in asked[key] if r]
+        frames.append(card_rows(ds, seed=seed, smoke=smoke, requested=", ".join(n for n, _ in asked[key]),
+                                fallback_reason="; ".join(f"{n}: {r}" for n, r in failed) or None)
+                      .assign(stands_in_for=", ".join(n for n, _ in failed)))
     return pd.concat(frames, ignore_index=True), loaded
 
 
@@ -70,8 +82,11 @@ def card_markdown(ds: Dataset, rows: pd.DataFrame) -> str:
     """A dataset card as Markdown, every number read from ``rows``."""
     v = rows[rows.dataset == ds.name].set_index("metric")["value"]
     fallback = rows[rows.dataset == ds.name]["fallback"].iloc[0]
-    note = f"\n\n**Fallback:** the requested data could not be had ({fallback}).\n" if fallback else ""
-    skipped = (f"{int(v['skipped_images'])} image(s) could not be decoded and were skipped "
+    stands_in = rows[rows.dataset == ds.name].get("stands_in_for", pd.Series([""])).iloc[0]
+    note = (f"\n\n**Fallback:** this card stands in for {stands_in or 'the requested data'}, whose data could not "
+            f"be had ({fallback}).\n" if fallback else "")
+    skipped = (f"{int(v['skipped_images'])} image(s) could not be used (undecodable, or damaged in the cache) "
+               f"and were skipped "
                f"({'; '.join(f'{i}: {r}' for i, r in ds.skipped[:3])})." if ds.skipped else
                "No image failed to decode.")
     return (f"### `{ds.name}`\n\n{ds.description}\n\n"
@@ -95,16 +110,20 @@ def summary_text(rows: pd.DataFrame) -> str:
     longest = v["caption_words_mean"].idxmax()
     shortest = v["caption_words_mean"].idxmin()
     skipped = int(v["skipped_images"].sum())
-    fallbacks = sorted(set(rows.loc[rows.fallback != "", "requested"]))
+    fallbacks = sorted({n for s in rows.get("stands_in_for", rows.loc[rows.fallback != "", "requested"])
+                        for n in str(s).split(", ") if n})
     text = (f"The {len(v)} datasets hold {total} images in all. Captions differ in kind as much as in length: "
             f"`{longest}` has the longest references (mean {v.loc[longest, 'caption_words_mean']:.1f} words) and "
             f"`{shortest}` the shortest (mean {v.loc[shortest, 'caption_words_mean']:.1f} words). "
-            f"{skipped} image(s) failed to decode and were skipped. ")
+            f"{skipped} image(s) could not be used (undecodable, or damaged in the cache) and were skipped. ")
     if fallbacks:
         text += f"These requested datasets could not be had and were replaced by `{FALLBACK}`: {', '.join(fallbacks)}. "
-    if "stamp-scenes" in v.index:
-        text += ("Only `stamp-scenes` has a known scene graph (objects, counts, sizes, one relation), which is what "
-                 "lets later chapters build controlled hard negatives; its references are generated, not human-written.")
+    scene_sets = [n for n in ("stamp-scenes", "stamp-scenes-unseen") if n in v.index]
+    if scene_sets:
+        names = " and ".join(f"`{n}`" for n in scene_sets)
+        text += (f"Only {names} {'has' if len(scene_sets) == 1 else 'have'} a known scene graph (objects, counts, "
+                 "sizes, one relation), which is what lets later chapters build controlled hard negatives; "
+                 "scene references are generated, not human-written.")
     return text
 
 

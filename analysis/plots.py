@@ -40,42 +40,68 @@ def example_grid(ds, *, n: int = 8, seed: int = 0, cols: int = 4, width: int = 3
 
 
 def retrieval_bars(rows: pd.DataFrame, *, k: int = 5):
-    """Image→text and text→image R@k per model and dataset, with chance as a dashed line."""
+    """Image→text and text→image R@k per scorer (by its label) and dataset, Wilson 95% intervals as
+    error bars, chance as a dashed line. Text-only scorers are not in retrieval (chance by construction)."""
     r = rows[(rows.analysis == "retrieval") & rows.metric.isin([f"i2t_R@{k}", f"t2i_R@{k}"])]
-    chance = rows[(rows.analysis == "retrieval") & (rows.metric == f"chance_R@{k}")].groupby("dataset")["value"].first()
-    g = sns.catplot(r, x="model", y="value", hue="metric", col="dataset", kind="bar", height=3.2, aspect=1.2)
-    for ax, name in zip(g.axes.flat, g.col_names):
-        ax.axhline(chance[name], ls="--", c="k", lw=1, label="chance")
-        ax.tick_params(axis="x", rotation=30)
-    g.set_titles("{col_name}")
-    g.set_axis_labels("", f"R@{k} (held out)")
-    return g.figure
-
-
-def perturbation_accuracy(rows: pd.DataFrame):
-    """Accuracy of true vs perturbed caption per perturbation kind and model, with 95% CIs."""
-    p = rows[rows.analysis == "perturbation"].copy()
-    models = list(dict.fromkeys(p["model"]))
-    kinds = list(dict.fromkeys(p["perturbation"]))
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    width = 0.8 / max(len(models), 1)
-    for i, m in enumerate(models):
-        q = p[p.model == m].set_index("perturbation").reindex(kinds)
-        x = [j + (i - (len(models) - 1) / 2) * width for j in range(len(kinds))]
-        ax.bar(x, q["value"], width, label=m,
-               yerr=[q["value"] - q["ci_low"], q["ci_high"] - q["value"]], capsize=2)
-    ax.axhline(0.5, ls="--", c="k", lw=1, label="chance")
-    ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds], rotation=20)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("true caption wins")
-    ax.legend(fontsize=8, ncols=6, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    datasets = list(dict.fromkeys(r["dataset"]))
+    labels = list(dict.fromkeys(r["label"]))
+    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(3.4 * max(len(datasets), 1), 3.8), squeeze=False,
+                             sharey=True)
+    width = 0.38
+    colors = sns.color_palette("colorblind", 2)
+    for ax, d in zip(axes.flat, datasets):
+        g = r[r.dataset == d]
+        for j, (metric, name) in enumerate(((f"i2t_R@{k}", "image→text"), (f"t2i_R@{k}", "text→image"))):
+            q = g[g.metric == metric].set_index("label").reindex(labels)
+            x = [i + (j - 0.5) * width for i in range(len(labels))]
+            ax.bar(x, q["value"], width, color=colors[j], label=name,
+                   yerr=[q["value"] - q["ci_low"], q["ci_high"] - q["value"]], capsize=2)
+        ax.axhline(g["chance"].iloc[0], ls="--", c="k", lw=1, label="chance")
+        ax.set_xticks(range(len(labels)), [textwrap.fill(lab, 18) for lab in labels], rotation=0, fontsize=7)
+        ax.set_title(d, fontsize=10)
+        ax.set_ylim(0, 1.05)
+    axes.flat[0].set_ylabel(f"R@{k} on evaluation items (share of queries)")
+    axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
 
+def perturbation_accuracy(rows: pd.DataFrame):
+    """Share of scenes where the true caption beats its perturbed twin, per kind and scorer (by label), one
+    panel per scene dataset, Wilson 95% intervals; hatched bars were trained on these perturbation kinds."""
+    p = rows[rows.analysis == "perturbation"].copy()
+    datasets = list(dict.fromkeys(p["dataset"]))
+    labels = list(dict.fromkeys(p["label"]))
+    kinds = list(dict.fromkeys(p["perturbation"]))
+    colors = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(10, 3.3 * len(datasets) + 0.8), squeeze=False, sharex=True)
+    width = 0.8 / max(len(labels), 1)
+    for ax, d in zip(axes.flat, datasets):
+        for i, lab in enumerate(labels):
+            q = p[(p.dataset == d) & (p.label == lab)].set_index("perturbation").reindex(kinds)
+            if q["value"].isna().all():
+                continue
+            x = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(kinds))]
+            trained = bool(q["trained_on_perturbations"].dropna().any()) if "trained_on_perturbations" in q else False
+            ax.bar(x, q["value"], width, label=lab, color=colors[lab], hatch="//" if trained else None,
+                   edgecolor="white", yerr=[q["value"] - q["ci_low"], q["ci_high"] - q["value"]], capsize=2)
+        ax.axhline(0.5, ls="--", c="k", lw=1, label="chance")
+        ax.set_ylim(0, 1.05)
+        heldout = p.loc[p.dataset == d, "heldout"].iloc[0] if "heldout" in p else ""
+        ax.set_title(f"{d}" + (f" ({heldout})" if heldout else ""), fontsize=10)
+        ax.set_ylabel("true caption wins (share)")
+    axes.flat[-1].set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds], rotation=15)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, ncols=3, loc="lower center", frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 3), 1, 1))
+    return fig
+
+
 def score_distributions(dists: pd.DataFrame):
-    """Matched vs mismatched score distributions per model (scores are on each model's own scale)."""
-    g = sns.displot(dists, x="score", hue="pair", col="model", row="dataset", kind="kde", common_norm=False,
-                    facet_kws={"sharex": False, "sharey": False}, height=2.2, aspect=1.3)
-    g.set_titles("{row_name} | {col_name}", size=8)
+    """Matched vs mismatched score distributions per scorer (by label) and dataset (each on its own scale)."""
+    d = dists.assign(label=dists["label"].map(lambda s: textwrap.fill(s, 30)))
+    g = sns.displot(d, x="score", hue="pair", col="label", row="dataset", kind="kde", common_norm=False,
+                    palette="colorblind", facet_kws={"sharex": False, "sharey": False}, height=2.2, aspect=1.3)
+    g.set_titles("{row_name} | {col_name}", size=7)
+    g.set_axis_labels("score (the model's own units)", "density")
     return g.figure

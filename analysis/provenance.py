@@ -40,7 +40,8 @@ def package_rows() -> list[dict]:
 
 
 def cache_rows() -> list[dict]:
-    """One row per verified cache entry: kind/key, entry hash, and the Debian source where recorded."""
+    """One row per cache entry: kind/key, entry hash, whether every file still matches its manifest
+    (``verified``, :func:`analysis.cache.verify`), and the Debian source where recorded."""
     out = []
     for mf in sorted(cache.root().glob("*/*/" + cache.MANIFEST)):
         folder = mf.parent
@@ -48,7 +49,8 @@ def cache_rows() -> list[dict]:
         files = rec["files"]
         row = {"dataset": f"{folder.parent.name}/{folder.name}", "metric": "entry_sha256",
                "value": cache.entry_hash(folder), "files": len(files),
-               "megabytes": round(sum(f["size"] for f in files.values()) / 1e6, 2)}
+               "megabytes": round(sum(f["size"] for f in files.values()) / 1e6, 2),
+               "verified": cache.verify(folder)}
         out.append(row)
         src = folder / "source.json"
         if src.is_file():
@@ -59,12 +61,16 @@ def cache_rows() -> list[dict]:
 
 
 def seed_rows(folder: Path | None = None) -> list[dict]:
-    """The seeds that appear in each result table under ``folder``."""
-    folder = folder or results.results_dir()
+    """The seeds (and whether smoke-sized) in each result table under ``folder`` (default: where this run's
+    tables end up, :func:`analysis.results.destination_dir`, plus any this run has written so far)."""
+    folders = [folder] if folder else list(dict.fromkeys([results.destination_dir(), results.results_dir()]))
+    tables = {f.stem: f for d in folders if d.is_dir() for f in sorted(d.glob("*.parquet"))}
     out = []
-    for f in sorted(folder.glob("*.parquet")):
-        df = pd.read_parquet(f, columns=["seed"])
-        out.append({"dataset": f.stem, "metric": "seeds", "value": ", ".join(map(str, sorted(set(df["seed"]))))})
+    for stem, f in sorted(tables.items()):
+        df = pd.read_parquet(f)
+        out.append({"dataset": stem, "metric": "seeds", "value": ", ".join(map(str, sorted(set(df["seed"]))))})
+        if "smoke" in df:
+            out.append({"dataset": stem, "metric": "smoke", "value": ", ".join(map(str, sorted(set(df["smoke"]))))})
     return out
 
 
@@ -84,7 +90,8 @@ def run_provenance(*, smoke: bool = False, seed: int = 0) -> pd.DataFrame:
     sections = {"package": package_rows(), "cache": cache_rows(), "seeds": seed_rows(),
                 "code": [{"dataset": "study", "metric": "git_commit", "value": git_commit()}]}
     recs = [{**r, "section": s, "value": str(r["value"])} for s, rs in sections.items() for r in rs]
-    return results.rows(recs, run="provenance", model="", source="none", pretrained="", split="", seed=seed)
+    return results.rows(recs, run="provenance", model="", source="none", pretrained="", split="", seed=seed,
+                        smoke=bool(smoke))
 
 
 def versions_table() -> pd.DataFrame:
@@ -104,8 +111,11 @@ def summary_text(rows: pd.DataFrame) -> str:
     """One computed sentence about this appendix's contents."""
     pk = rows[rows.section == "package"]
     missing = pk[pk.value == "missing"]["dataset"].tolist()
-    n_cache = int((rows.metric == "entry_sha256").sum())
+    entries = rows[rows.metric == "entry_sha256"]
+    n_cache = int(entries["verified"].astype(bool).sum()) if "verified" in entries else 0
+    damaged = entries.loc[~entries["verified"].astype(bool), "dataset"].tolist() if "verified" in entries else []
     commit = rows.loc[rows.metric == "git_commit", "value"].iloc[0]
     return (f"Built from commit `{commit}` with {len(pk)} recorded package versions"
             + (f" ({len(missing)} missing: {', '.join(missing)})" if missing else " (none missing)")
-            + f" and {n_cache} verified cache entries.")
+            + f" and {n_cache} cache entries verified against their manifests"
+            + (f" ({len(damaged)} failed verification: {', '.join(damaged)})." if damaged else "."))

@@ -3,7 +3,13 @@
 Each entry points at its builder by import path (``"module:function"``), so
 listing names never imports torch and adding a model or dataset is one entry
 here plus one loader function. Names ending in ``:`` are *prefix* entries that
-take an argument after the colon, e.g. ``clip:ViT-B-32/openai``.
+take an argument after the colon, e.g. ``clip:ViT-B-32/openai``; their ``form`` meta
+shows how such a name is written.
+
+From outside the package, :meth:`Registry.register` adds an entry (a ``"module:function"``
+string or a callable); put the calls in a module named in ``$STUDY_PLUGINS`` so that the
+command line and every notebook kernel import it (see
+``tests/fixtures/plugins/study_example_plugin.py``).
 
 How the later parts plug in (DESIGN.md §1): the probe's rewards are ``SCORERS``
 names (any scorer, published or stand-in, is a reward); ReCap's alignment maps act
@@ -34,12 +40,18 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+class DuplicateNameError(ValueError):
+    """A name registered twice without ``replace=True``."""
+
+
 @dataclass(frozen=True)
 class Entry:
-    """A registry entry: ``target`` is ``"module:function"``; ``meta`` is shown by ``list``."""
+    """A registry entry: ``target`` is ``"module:function"`` (or the callable itself, for entries
+    registered at run time); ``meta`` is shown by ``list``. A prefix entry's ``meta["form"]`` shows
+    how its names are written, e.g. ``"clip:<arch>/<tag or path>"``."""
 
     name: str
-    target: str
+    target: Any
     summary: str
     meta: dict = field(default_factory=dict)
 
@@ -47,7 +59,14 @@ class Entry:
     def prefix(self) -> bool:
         return self.name.endswith(":")
 
+    @property
+    def form(self) -> str:
+        """How a name of this entry is written: the name, or a prefix entry's ``form``."""
+        return self.meta.get("form") or (self.name + "<argument>" if self.prefix else self.name)
+
     def load(self):
+        if callable(self.target):
+            return self.target
         module, func = self.target.split(":")
         return getattr(importlib.import_module(module), func)
 
@@ -57,7 +76,37 @@ class Registry:
 
     def __init__(self, kind: str, entries: list[Entry]):
         self.kind = kind
-        self._entries = {e.name: e for e in entries}
+        self._entries = {}
+        for e in entries:
+            self._add(e, replace=False)
+
+    def _add(self, e: Entry, *, replace: bool) -> Entry:
+        if e.name in self._entries and not replace:
+            old = self._entries[e.name].target
+            raise DuplicateNameError(
+                f"{self.kind} {e.name!r} is already registered (-> {getattr(old, '__qualname__', old)}); "
+                f"pass replace=True to replace it, or choose another name")
+        self._entries[e.name] = e
+        return e
+
+    def register(self, name: str, target, summary: str = "", *, replace: bool = False, **meta) -> Entry:
+        """Add ``name`` -> ``target`` (a ``"module:function"`` string or a callable) from any module.
+
+        ``meta`` is shown by ``python -m analysis list`` (e.g. ``family="dual", source="local"``; prefix
+        names end in ``:`` and take ``form="myclip:<folder>"``). A name that exists raises
+        :class:`DuplicateNameError` unless ``replace=True``. Put the calls in a module named in
+        ``$STUDY_PLUGINS`` so that the command line and every notebook kernel see them.
+        """
+        if not isinstance(name, str) or not name.strip(":") or name != name.strip():
+            raise ValueError(f"{self.kind} name must be a non-empty string without surrounding spaces, not {name!r}")
+        if isinstance(target, str):
+            if target.count(":") != 1 or not all(target.split(":")):
+                raise ValueError(f"{self.kind} {name!r}: target {target!r} must be 'module:function' or a callable")
+        elif not callable(target):
+            raise TypeError(f"{self.kind} {name!r}: target must be 'module:function' or a callable, "
+                            f"not {type(target).__name__}")
+        return self._add(Entry(name, target, summary or getattr(target, "__doc__", None) or "", dict(meta)),
+                         replace=replace)
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -71,6 +120,9 @@ class Registry:
 
     def entry(self, name: str) -> Entry:
         """The entry for ``name``; prefix entries match ``"<prefix><argument>"``."""
+        if not isinstance(name, str):
+            raise UnknownNameError(f"{self.kind} names are strings, not {type(name).__name__} {name!r}; "
+                                   f"valid names: {', '.join(e.form for e in self._entries.values())}.")
         if name in self._entries and not name.endswith(":"):
             return self._entries[name]
         for e in self._entries.values():
@@ -78,7 +130,7 @@ class Registry:
                 return e
         close = difflib.get_close_matches(name, self.names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        shown = ", ".join(n + ("<arch>/<tag or path>" if n.endswith(":") else "") for n in self.names())
+        shown = ", ".join(e.form for e in self._entries.values())
         raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names: {shown}.{hint}")
 
     def get(self, name: str, **kwargs) -> Any:
@@ -90,72 +142,106 @@ class Registry:
     def table(self):
         import pandas as pd
 
-        return pd.DataFrame([{"name": e.name, "summary": e.summary, **e.meta} for e in self._entries.values()])
+        df = pd.DataFrame([{"name": e.name, "summary": e.summary, **e.meta} for e in self._entries.values()])
+        return df.astype(object).where(df.notna(), "")
 
 
 # --------------------------------------------------------------------------- datasets
 DATASETS = Registry("dataset", [
+    # meta: eval_split = the items a chapter scores ("test" split or "all" items); heldout = what those items are
     Entry("tuxpaint-stamps", "analysis.data.tuxpaint:load",
           "Tux Paint stamps: 538 real cut-out images with one human-written English description each",
-          {"source": "embedded", "licence": "GPL-2.0", "origin": "Debian tuxpaint-stamps-default"}),
+          {"source": "embedded", "licence": "GPL-2.0", "origin": "Debian tuxpaint-stamps-default",
+           "eval_split": "test", "heldout": "held-out stamps, no caption shared with training"}),
     Entry("gcompris-explore", "analysis.data.gcompris:load_explore",
           "GCompris 'explore' photos (monuments, animals, music) with a title and a descriptive paragraph",
-          {"source": "embedded", "licence": "GPL-3.0 app; photos mostly PD/CC0", "origin": "Debian gcompris-qt-data"}),
+          {"source": "embedded", "licence": "GPL-3.0 app; photos mostly PD/CC0", "origin": "Debian gcompris-qt-data",
+           "eval_split": "all", "heldout": "never used in training"}),
     Entry("gcompris-categories", "analysis.data.gcompris:load_categories",
           "GCompris categorisation photos with a category label (caption derived from the file name)",
-          {"source": "embedded", "licence": "GPL-3.0 app; photos mostly PD/CC0", "origin": "Debian gcompris-qt-data"}),
+          {"source": "embedded", "licence": "GPL-3.0 app; photos mostly PD/CC0", "origin": "Debian gcompris-qt-data",
+           "eval_split": "all", "heldout": "never used in training"}),
     Entry("stamp-scenes", "analysis.data.scenes:load",
-          "Composited scenes of 1-4 Tux Paint cut-outs with a known scene graph and generated references",
-          {"source": "embedded", "licence": "GPL-2.0 (derived from the stamps)", "origin": "made here from tuxpaint-stamps"}),
+          "Composited scenes of 1-4 Tux Paint cut-outs (train-split stamps) with a known scene graph and generated "
+          "references; split by object set",
+          {"source": "embedded", "licence": "GPL-2.0 (derived from the stamps)", "origin": "made here from tuxpaint-stamps",
+           "eval_split": "test", "heldout": "seen stamps, new combinations"}),
+    Entry("stamp-scenes-unseen", "analysis.data.scenes:load_unseen",
+          "Composited scenes like stamp-scenes, made only from held-out (test-split) Tux Paint stamps; all items test",
+          {"source": "embedded", "licence": "GPL-2.0 (derived from the stamps)", "origin": "made here from tuxpaint-stamps",
+           "eval_split": "test", "heldout": "unseen stamps"}),
     Entry("sample-photos", "analysis.data.samples:load",
           "14 photos shipped in scikit-image / scikit-learn / matplotlib wheels; captions written for this study",
-          {"source": "embedded", "licence": "see each image (BSD/PD)", "origin": "pip wheels"}),
+          {"source": "embedded", "licence": "see each image (BSD/PD)", "origin": "pip wheels",
+           "eval_split": "all", "heldout": "never used in training"}),
     Entry("coco-karpathy", "analysis.data.karpathy:load_coco",
           "MS-COCO with the Karpathy split (dataset_coco.json + train2014/val2014 images)",
-          {"source": "real", "licence": "CC-BY 4.0 annotations", "origin": "user-supplied"}),
+          {"source": "real", "licence": "CC-BY 4.0 annotations", "origin": "user-supplied",
+           "eval_split": "test", "heldout": "Karpathy test split"}),
     Entry("flickr8k-karpathy", "analysis.data.karpathy:load_flickr8k",
           "Flickr8k with the Karpathy split (dataset_flickr8k.json + Flicker8k_Dataset/)",
-          {"source": "real", "licence": "research only", "origin": "user-supplied"}),
+          {"source": "real", "licence": "research only", "origin": "user-supplied",
+           "eval_split": "test", "heldout": "Karpathy test split"}),
     Entry("flickr30k-karpathy", "analysis.data.karpathy:load_flickr30k",
           "Flickr30k with the Karpathy split (dataset_flickr30k.json + flickr30k-images/)",
-          {"source": "real", "licence": "research only", "origin": "user-supplied"}),
+          {"source": "real", "licence": "research only", "origin": "user-supplied",
+           "eval_split": "test", "heldout": "Karpathy test split"}),
     Entry("flickr8k-expert", "analysis.data.judgements:load_flickr8k_expert",
           "Flickr8k-Expert: expert 1-4 ratings of image-caption pairs (ExpertAnnotations.txt)",
-          {"source": "real", "licence": "research only", "origin": "user-supplied"}),
+          {"source": "real", "licence": "research only", "origin": "user-supplied",
+           "eval_split": "all", "heldout": "never used in training"}),
     Entry("flickr8k-cf", "analysis.data.judgements:load_flickr8k_cf",
           "Flickr8k-CrowdFlower: binary crowd judgements (CrowdFlowerAnnotations.txt)",
-          {"source": "real", "licence": "research only", "origin": "user-supplied"}),
+          {"source": "real", "licence": "research only", "origin": "user-supplied",
+           "eval_split": "all", "heldout": "never used in training"}),
     Entry("thumb", "analysis.data.judgements:load_thumb",
           "THumB 1.0: rubric scores for COCO captions (mscoco_THumB-1.0.jsonl)",
-          {"source": "real", "licence": "see THumB release", "origin": "user-supplied"}),
+          {"source": "real", "licence": "see THumB release", "origin": "user-supplied",
+           "eval_split": "all", "heldout": "never used in training"}),
 ])
 
 # --------------------------------------------------------------------------- scorers
 SCORERS = Registry("scorer", [
-    Entry("clip-mini", "analysis.scorers.embedded:clip_mini",
-          "clip-mini (CLIP-style stand-in): locked EfficientNet-Lite0 + locked MiniLM, LiT projections",
-          {"family": "dual", "source": "embedded"}),
-    Entry("uniter-mini", "analysis.scorers.embedded:uniter_mini",
-          "uniter-mini (UNITER-style stand-in): one transformer over text tokens + visual grid tokens, ITM head",
-          {"family": "single-stream", "source": "embedded"}),
-    Entry("lxmert-mini", "analysis.scorers.embedded:lxmert_mini",
-          "lxmert-mini (LXMERT-style stand-in): text and visual encoders joined by cross-attention, ITM head",
-          {"family": "two-stream", "source": "embedded"}),
+    # the embedded stand-ins: "default" ones are trained like their published counterparts (zero-shot to
+    # the caption perturbations); "+neg" ablations are trained on those perturbations (analysis.scorers.configs)
+    Entry("clip-mini", "analysis.scorers.standins:clip_mini",
+          "clip-mini (CLIP-style stand-in): locked EfficientNet-Lite0 + locked MiniLM, LiT projections, InfoNCE",
+          {"family": "dual", "source": "embedded", "default": True, "trained_on_perturbations": False}),
+    Entry("uniter-mini", "analysis.scorers.standins:uniter_mini",
+          "uniter-mini (UNITER-style stand-in): one transformer over text + visual grid tokens, ITM on random "
+          "negatives", {"family": "single-stream", "source": "embedded", "default": True,
+                        "trained_on_perturbations": False}),
+    Entry("lxmert-mini", "analysis.scorers.standins:lxmert_mini",
+          "lxmert-mini (LXMERT-style stand-in): text and visual streams joined by cross-attention, ITM on random "
+          "negatives", {"family": "two-stream", "source": "embedded", "default": True,
+                        "trained_on_perturbations": False}),
     Entry("blind", "analysis.scorers.blind:blind",
-          "blind (text-only baseline): a classifier over caption embeddings trained on the same negatives",
-          {"family": "text-only", "source": "embedded"}),
+          "blind (text-only baseline: caption n-gram prior): never sees the image nor a perturbation",
+          {"family": "text-only", "source": "embedded", "default": True, "trained_on_perturbations": False}),
+    Entry("clip-mini+neg", "analysis.scorers.standins:clip_mini_neg",
+          "clip-mini+neg (NegCLIP-style stand-in, trained on perturbation negatives): ablation of clip-mini",
+          {"family": "dual", "source": "embedded", "default": False, "trained_on_perturbations": True}),
+    Entry("uniter-mini+neg", "analysis.scorers.standins:uniter_mini_neg",
+          "uniter-mini+neg (UNITER-style stand-in, trained on perturbation negatives): ablation of uniter-mini",
+          {"family": "single-stream", "source": "embedded", "default": False, "trained_on_perturbations": True}),
+    Entry("lxmert-mini+neg", "analysis.scorers.standins:lxmert_mini_neg",
+          "lxmert-mini+neg (LXMERT-style stand-in, trained on perturbation negatives): ablation of lxmert-mini",
+          {"family": "two-stream", "source": "embedded", "default": False, "trained_on_perturbations": True}),
+    Entry("blind+neg", "analysis.scorers.standins:blind_neg",
+          "blind+neg (text-only baseline: caption classifier, trained on perturbation negatives)",
+          {"family": "text-only", "source": "embedded", "default": False, "trained_on_perturbations": True}),
     Entry("clip:", "analysis.scorers.clip:load",
           "open_clip model: clip:<arch>/<pretrained tag or local checkpoint path>",
-          {"family": "dual", "source": "published"}),
+          {"family": "dual", "source": "published", "form": "clip:<arch>/<tag or path>"}),
     Entry("vilt:", "analysis.scorers.single_stream:load",
           "ViLT image-text retrieval head (UNITER-style single stream): vilt:<local folder or hub id>",
-          {"family": "single-stream", "source": "published"}),
+          {"family": "single-stream", "source": "published", "form": "vilt:<folder>"}),
     Entry("lxmert:", "analysis.scorers.two_stream:load_lxmert",
           "LXMERT pre-training matching head over grid features: lxmert:<local folder or hub id>",
-          {"family": "two-stream", "source": "published"}),
+          {"family": "two-stream", "source": "published", "form": "lxmert:<folder>"}),
     Entry("blip-itm:", "analysis.scorers.two_stream:load_blip",
           "BLIP image-text matching head (fusion encoder): blip-itm:<local folder or hub id>",
-          {"family": "two-stream", "source": "published"}),
+          {"family": "two-stream", "source": "published", "form": "blip-itm:<folder>"}),
 ])
 
 # --------------------------------------------------------------------------- notebooks
@@ -180,6 +266,17 @@ def get_dataset(name: str, **kwargs):
 def get_scorer(name: str, **kwargs):
     """``get_scorer("clip-mini")`` or ``get_scorer("clip:ViT-B-32/openai")`` -> a scorer."""
     return SCORERS.get(name, **kwargs)
+
+
+def default_scorers() -> list[str]:
+    """The default scorers, in registry order: the stand-ins trained like their published
+    counterparts and the zero-shot text-only baseline (meta ``default`` True)."""
+    return [n for n in SCORERS.names() if not n.endswith(":") and SCORERS.entry(n).meta.get("default") is True]
+
+
+def embedded_scorers() -> list[str]:
+    """Every embedded (trained here) non-prefix scorer: the defaults and the ``+neg`` ablations."""
+    return [n for n in SCORERS.names() if not n.endswith(":") and SCORERS.entry(n).meta.get("source") == "embedded"]
 
 
 def notebook_template(name: str) -> Path:

@@ -1,105 +1,450 @@
 """Execute notebook templates with papermill and build the book with jupyter-book.
 
-A *book root* is a folder holding ``_config.yml``, ``_toc.yml`` and ``book/``;
-executed notebooks go to ``<root>/book/generated/<name>.ipynb`` and result tables
-to ``<root>/book/generated/results/``. The repository is the default root; tests
-stage a copy elsewhere with :func:`stage`.
+A *book root* is a folder holding ``_config.yml``, ``_toc.yml`` and ``book/``. The
+repository is the default root; tests and smoke books stage a copy elsewhere with
+:func:`stage`.
+
+Where a run goes (:func:`destination`):
+
+* the template's default parameters (or ``publish=True``): the book's page
+  ``<root>/book/generated/<name>.ipynb`` and its tables in ``<root>/book/generated/results/``;
+* any other parameter set, smoke included: a variant folder
+  ``<root>/book/generated/runs/<name>-<changed parameters>-<hash>/`` holding ``<name>.ipynb``
+  and ``results/``, which the book never shows.
+
+Smoke pages are never published into the repository's book (:class:`RunRefused`).
+Every run executes into a ``.tmp-<name>-<pid>-<token>/`` folder beside its destination
+(the notebook and its result tables); only when every cell succeeded do the tables and
+then the page move into place, so a failed or killed run leaves the last good page and
+tables as they were. Leftover ``.tmp-*`` folders of dead processes are removed by the
+next run.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis import parameters as params_mod
 from analysis.registry import NOTEBOOKS, ROOT, notebook_template
-from analysis.runtime import set_offline
+from analysis.runtime import plugin_paths, set_offline
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 KERNEL = "python3"
+# ipykernel warns "Kernel is running over TCP without encryption" at WARNING level on every start:
+# the kernel's own log (not the notebook's output) is shown from ERROR up. Without ipywidgets,
+# tqdm.auto warns "IProgress not found" and falls back to the text bar, which is what we want.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR",
+               "--IPKernelApp.exec_lines=import warnings; warnings.filterwarnings('ignore', 'IProgress not found')"]
+TMP_PREFIX = ".tmp-"
+RUNS = "runs"
+APPENDIX = "reproducibility"  # the page that describes every other page's provenance
+SMOKE_ROOT = ROOT / "_build" / "smoke-root"
+LOG_ENV = "STUDY_LOG_NOTEBOOKS"
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook cell raised; the message names the notebook and the cell."""
+    """A notebook cell raised or its kernel died; the message names the notebook, the cell and what to do."""
 
 
+class RunRefused(ValueError):
+    """A run that would put a smoke page into the repository's book."""
+
+
+@dataclass
+class Outcome:
+    """What one notebook run produced and where it went."""
+
+    name: str
+    page: Path
+    results: Path
+    published: bool
+    parameters: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def smoke(self) -> bool:
+        return bool(self.parameters.get("smoke"))
+
+
+# ----------------------------------------------------------------------------- places
 def generated(root: Path = ROOT) -> Path:
     return Path(root) / "book" / "generated"
 
 
+def is_repository(root: Path) -> bool:
+    """True when ``root`` is this repository (whose book must never show smoke pages)."""
+    return Path(root).resolve() == ROOT.resolve()
+
+
 def stage(dest: Path) -> Path:
-    """Copy the book sources (config, TOC, prose pages; no generated output) to ``dest``."""
+    """Copy the book sources (config, TOC, prose pages; no generated output) to ``dest``.
+
+    An existing ``dest`` is refreshed: sources are overwritten, its ``book/generated`` is kept.
+    """
     dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     for name in BOOK_SOURCES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("generated", ".ipynb_checkpoints"))
+            shutil.copytree(src, dest / name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("generated", ".ipynb_checkpoints"))
         else:
             shutil.copy2(src, dest / name)
     return dest
 
 
-def _failed_cell(nb_path: Path) -> str:
-    """Describe the first cell whose output is an error: its index and first source line."""
+def destination(name: str, params: dict, *, root: Path = ROOT, publish: bool) -> tuple[Path, Path]:
+    """``(page, results folder)`` of a run: the book's page when ``publish``, else the variant folder
+    ``book/generated/runs/<parameters.variant_name(name, params)>/``."""
+    gen = generated(root)
+    if publish:
+        return gen / f"{name}.ipynb", gen / "results"
+    folder = gen / RUNS / params_mod.variant_name(name, params)
+    return folder / f"{name}.ipynb", folder / "results"
+
+
+def command(names: list[str], *, root: Path = ROOT, extra: str = "") -> str:
+    """The command line that (re)makes ``names`` in ``root``."""
+    where = "" if is_repository(root) else f" --root {root}"
+    return f"python -m analysis run {' '.join(names)}{extra}{where}".replace("  ", " ")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(folder: Path) -> list[Path]:
+    """Remove ``.tmp-*`` entries in ``folder`` left by runs whose process no longer exists."""
+    removed = []
+    for p in sorted(Path(folder).glob(TMP_PREFIX + "*")):
+        m = re.match(rf"{re.escape(TMP_PREFIX)}.*-(\d+)-[0-9a-f]+$", p.name)
+        if m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
+            continue  # another run in progress
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+# ----------------------------------------------------------------------------- echo of kernel output
+class _Echo:
+    """File-like sink for the kernel's stdout/stderr streams (papermill's ``stdout_file``): shows training
+    progress bars on this terminal, one updating line per bar (every 10 s a new line when not a terminal)."""
+
+    def __init__(self, name: str, stream=None, every: float = 10.0):
+        self.name, self.stream, self.every = name, stream or sys.stderr, every
+        self.tty = self.stream.isatty()
+        self.last, self.bar = float("-inf"), None
+
+    def write(self, text: str) -> None:
+        *lines, partial = text.split("\n")
+        for line in lines:
+            self._show(line.rsplit("\r", 1)[-1].rstrip(), final=True)
+        self._show(partial.rsplit("\r", 1)[-1].rstrip(), final=False)
+
+    def _show(self, line: str, *, final: bool) -> None:
+        if not line:
+            return
+        text = f"    [{self.name}] {line}"
+        bar = line.split(":")[0]  # a progress bar's description
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text + ("\n" if final else ""))
+        elif final:
+            self.stream.write(text + "\n")
+        elif bar != self.bar or time.monotonic() - self.last >= self.every:  # a new bar, or every `every` s
+            self.stream.write(text + "\n")
+            self.last, self.bar = time.monotonic(), bar
+        self.stream.flush()
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def echo_enabled(log_output: bool | None = None) -> bool:
+    """Echo kernel output when asked, else when stderr is a terminal or ``$STUDY_LOG_NOTEBOOKS=1``."""
+    if log_output is not None:
+        return log_output
+    return sys.stderr.isatty() or os.environ.get(LOG_ENV) == "1"
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ----------------------------------------------------------------------------- failure messages
+def _first_line(source: str) -> str:
+    lines = [ln for ln in (source or "").strip().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return (lines[0][:70] + ("…" if len(lines[0]) > 70 else "")) if lines else ""
+
+
+def _dead_cell(nb_path: Path) -> tuple[int | None, str]:
+    """Index and first line of the cell that was running when the kernel died (the last one started)."""
     import nbformat
 
-    nb = nbformat.read(nb_path, as_version=4)
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {i} ({first[:60]!r}): {out.get('ename')}: {out.get('evalue')}"
-    return "unknown cell"
-
-
-def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None, progress: bool = True,
-                 log_output: bool | None = None) -> Path:
-    """Execute template ``name`` with ``parameters`` into ``<root>/book/generated/<name>.ipynb``.
-
-    ``log_output`` streams the kernel's output (training progress bars included) to this terminal;
-    by default it is on when stderr is a terminal or ``STUDY_LOG_NOTEBOOKS=1``.
-    """
-    import logging
-
-    import papermill as pm
-
-    if log_output is None:
-        log_output = sys.stderr.isatty() or os.environ.get("STUDY_LOG_NOTEBOOKS") == "1"
-    if log_output:
-        logging.basicConfig(level=logging.INFO, format="    %(message)s")
-
-    set_offline()
-    out_dir = generated(root)
-    (out_dir / "results").mkdir(parents=True, exist_ok=True)
-    os.environ["STUDY_RESULTS"] = str(out_dir / "results")
-    out = out_dir / f"{name}.ipynb"
     try:
-        pm.execute_notebook(str(notebook_template(name)), str(out), parameters=parameters or {},
-                            kernel_name=KERNEL, cwd=str(out_dir), progress_bar=progress, log_output=log_output)
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception:  # the partial copy may itself be unreadable
+        return None, ""
+    started = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+               and c.metadata.get("papermill", {}).get("start_time")]
+    return (started[-1][0], _first_line(started[-1][1].source)) if started else (None, "")
+
+
+def _keep_failed(out: Path, page: Path) -> Path | None:
+    """Keep a failed run's executed copy as ``<name>.failed.ipynb`` beside the page (never a book page)."""
+    if not out.is_file():
+        return None
+    failed = page.with_name(page.stem + ".failed.ipynb")
+    os.replace(out, failed)
+    return failed
+
+
+# ----------------------------------------------------------------------------- running
+def _move_into_place(tmp: Path, out: Path, page: Path, results: Path) -> None:
+    staged = tmp / "results"
+    if staged.is_dir():
+        for f in sorted(p for p in staged.rglob("*") if p.is_file()):
+            target = results / f.relative_to(staged)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+    os.replace(out, page)
+    page.with_name(page.stem + ".failed.ipynb").unlink(missing_ok=True)
+
+
+def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None, publish: bool | None = None,
+                 progress: bool = True, log_output: bool | None = None) -> Outcome:
+    """Execute template ``name`` with ``parameters`` (checked by :mod:`analysis.parameters`).
+
+    ``publish=None`` publishes exactly when the parameters are the defaults; see :func:`destination`.
+    ``log_output`` echoes the kernel's output (training progress bars) to stderr; by default it is on
+    when stderr is a terminal or ``$STUDY_LOG_NOTEBOOKS=1``.
+    """
+    import nbformat
+    import papermill as pm
+    from nbclient.exceptions import DeadKernelError
+
+    params = params_mod.check(name, parameters or {})
+    smoke = bool(params.get("smoke"))
+    if publish is None:
+        publish = params_mod.is_default(name, params)
+    if publish and smoke and is_repository(root):
+        raise RunRefused(f"notebook {name!r}: smoke pages never become the repository's book pages; "
+                         f"drop --publish (the run goes to book/generated/{RUNS}/), or stage a book with --root DIR")
+    set_offline()
+    page, results = destination(name, params, root=root, publish=publish)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(page.parent)
+    tmp = page.parent / f"{TMP_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    out = tmp / f"{name}.ipynb"
+    nb = nbformat.read(notebook_template(name), as_version=4)
+    nb.metadata["study"] = {"notebook": name, "parameters": params, "smoke": smoke, "published": publish,
+                            "variant": None if publish else page.parent.name,
+                            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    env = {"STUDY_RESULTS": str(tmp / "results"), "STUDY_RESULTS_DEST": str(results.resolve())}
+    path = os.pathsep.join([*plugin_paths(), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if path:  # the kernel runs in another folder: it must find the plugins where this process found them
+        env["PYTHONPATH"] = path
+    echo = [_Echo(name)] * 2 if echo_enabled(log_output) else [None, None]
+    t = time.perf_counter()
+    try:
+        with _environ(env):
+            pm.execute_notebook(nb, str(out), parameters=params, kernel_name=KERNEL, cwd=str(page.parent),
+                                progress_bar=progress and echo[0] is None, stdout_file=echo[0],
+                                stderr_file=echo[1], extra_arguments=KERNEL_ARGS)
+        _move_into_place(tmp, out, page, results)
     except pm.PapermillExecutionError as e:
-        raise NotebookFailed(f"notebook '{name}' failed at {_failed_cell(out)} (executed copy: {out})") from e
+        failed = _keep_failed(out, page)
+        raise NotebookFailed(
+            f"notebook {name!r} failed at cell {e.cell_index} (In [{e.exec_count}]: {_first_line(e.source)!r}): "
+            f"{e.ename}: {e.evalue}\n  The last good page is unchanged{_state(page)}. The failed run's executed "
+            f"copy, with the traceback, is {failed}.\n  Fix the cause, then rerun: "
+            f"{command([name], root=root, extra=_flags(name, params))}") from None
+    except DeadKernelError as e:
+        failed = _keep_failed(out, page)
+        idx, line = _dead_cell(failed) if failed else (None, "")
+        where = f" while running cell {idx} ({line!r})" if idx is not None else ""
+        raise NotebookFailed(
+            f"notebook {name!r}: the kernel died{where} ({e}). This is usually the system running out of "
+            f"memory, or the kernel being killed from outside.\n  The last good page is unchanged{_state(page)}. "
+            f"Free memory or use smaller sizes (--smoke, or fewer items), then rerun: "
+            f"{command([name], root=root, extra=_flags(name, params))}") from None
+    finally:  # after success the folder is empty; after a failure or Ctrl-C it holds a partial run
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Outcome(name, page, results, publish, params, time.perf_counter() - t)
+
+
+def _state(page: Path) -> str:
+    return f" ({page})" if page.is_file() else f" (there was none: {page} does not exist)"
+
+
+def _flags(name: str, params: dict) -> str:
+    diff = params_mod.changed(name, params)
+    out = " --smoke" if diff.pop("smoke", False) else ""
+    for k, v in diff.items():
+        out += f" -p {k} '{v}'" if isinstance(v, list) else f" -p {k} {v}"
     return out
 
 
-def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict | None = None) -> dict[str, float]:
-    """Run notebooks in registry order (all when ``names`` is empty); return seconds per notebook."""
+def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict | None = None,
+        publish: bool | None = None, log_output: bool | None = None) -> dict[str, Outcome]:
+    """Run notebooks in registry order (all when ``names`` is empty); return ``{name: Outcome}``.
+
+    Every name and parameter is checked (:func:`analysis.parameters.check_many`) before any kernel starts;
+    each notebook gets the parameters it declares. ``publish`` as in :func:`run_notebook`.
+    """
     names = names or NOTEBOOKS.names()
     for n in names:
         NOTEBOOKS.entry(n)  # unknown names fail before anything runs
-    times = {}
+    checked = params_mod.check_many(names, parameters or {})
+    if publish and is_repository(root) and any(p.get("smoke") for p in checked.values()):
+        raise RunRefused("smoke pages never become the repository's book pages; drop --publish (smoke runs go to "
+                         f"book/generated/{RUNS}/), or run into a staged book with --root DIR")
+    outcomes = {}
     for n in names:
-        t = time.perf_counter()
-        print(f"==> running notebook '{n}'", flush=True)
-        run_notebook(n, root=root, parameters=parameters)
-        times[n] = time.perf_counter() - t
-        print(f"    '{n}' done in {times[n]:.1f} s", flush=True)
-    return times
+        print(f"==> running notebook '{n}'" + (f" ({_flags(n, checked[n]).strip()})" if _flags(n, checked[n]) else ""),
+              flush=True)
+        o = run_notebook(n, root=root, parameters=checked[n], publish=publish, log_output=log_output)
+        outcomes[n] = o
+        where = "book page" if o.published else "variant, not in the book"
+        print(f"    '{n}' done in {o.seconds:.1f} s -> {o.page} ({where}; tables in {o.results})", flush=True)
+    return outcomes
 
 
-def build_book(root: Path = ROOT) -> int:
-    """``jupyter-book build <root> -W -n --keep-going``: warnings are errors; returns the exit code."""
+# ----------------------------------------------------------------------------- the book
+def toc_pages(root: Path = ROOT) -> list[str]:
+    """Names of the generated pages the TOC of ``root`` lists (``book/generated/<name>``), in order."""
+    import yaml
+
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    files = [ch["file"] for part in toc.get("parts", []) for ch in part.get("chapters", [])]
+    files += [ch["file"] for ch in toc.get("chapters", [])]
+    return [f.removeprefix("book/generated/").removesuffix(".ipynb") for f in files if f.startswith("book/generated/")]
+
+
+def _executed_at(page: Path) -> dt.datetime:
+    """When ``page`` finished executing: papermill's ``end_time``, else the file's modification time."""
+    import nbformat
+
+    try:
+        end = nbformat.read(page, as_version=4).metadata.get("papermill", {}).get("end_time")
+        if end:
+            t = dt.datetime.fromisoformat(end)
+            return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    except Exception:
+        pass
+    return dt.datetime.fromtimestamp(page.stat().st_mtime, dt.timezone.utc)
+
+
+def page_smoke(nb) -> bool:
+    """True when an executed notebook ran with ``smoke=True`` (the runner's record, else papermill's)."""
+    study = nb.metadata.get("study", {})
+    if "smoke" in study:
+        return bool(study["smoke"])
+    return bool(nb.metadata.get("papermill", {}).get("parameters", {}).get("smoke"))
+
+
+def check_pages(root: Path = ROOT, *, allow_smoke: bool = False) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` about the generated pages the TOC of ``root`` lists.
+
+    Errors: missing pages (with the command that makes them), pages with an error output (notebook and
+    cell named), smoke pages unless ``allow_smoke``. Warning: the Reproducibility page is older than the
+    chapters it describes.
+    """
+    import nbformat
+
+    root = Path(root)
+    names = toc_pages(root)
+    gen = generated(root)
+    errors, warnings = [], []
+    missing = [n for n in names if not (gen / f"{n}.ipynb").is_file()]
+    if missing:
+        errors.append(f"no executed page for {', '.join(missing)} in {gen}; make them with: "
+                      f"{command(missing, root=root)}")
+    smoke = []
+    for n in names:
+        path = gen / f"{n}.ipynb"
+        if n in missing:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            err = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+            if err:
+                errors.append(f"page {path} shows an error in cell {i} (In [{cell.get('execution_count')}]: "
+                              f"{_first_line(cell.source)!r}): {err.get('ename')}: {err.get('evalue')}; "
+                              f"rerun it: {command([n], root=root)}")
+                break
+        if page_smoke(nb):
+            smoke.append(n)
+    if smoke and not allow_smoke:
+        errors.append(f"page(s) {', '.join(smoke)} were executed with smoke=True (tiny sizes, not the study's "
+                      f"numbers); rerun without --smoke ({command(smoke, root=root)}), or build a smoke book with "
+                      f"--allow-smoke")
+    present = [n for n in names if n not in missing]
+    if APPENDIX in present:
+        appendix = _executed_at(gen / f"{APPENDIX}.ipynb")
+        newer = [n for n in present if n != APPENDIX and _executed_at(gen / f"{n}.ipynb") > appendix]
+        if newer:
+            warnings.append(f"the Reproducibility page ({APPENDIX}, executed {appendix:%Y-%m-%d %H:%M}) is older "
+                            f"than {', '.join(newer)}, which it describes; rerun it: {command([APPENDIX], root=root)}")
+    return errors, warnings
+
+
+def remove_stale_html(root: Path = ROOT) -> list[Path]:
+    """Delete built pages of notebooks that are no longer registered (``_build/html/book/generated/<x>.html``
+    and their ``_sources`` copies), so the built site shows no page the book no longer has."""
+    keep = set(NOTEBOOKS.names())
+    html = Path(root) / "_build" / "html"
+    removed = []
+    for p in sorted((html / "book" / "generated").glob("*.html")):
+        if p.stem not in keep:
+            p.unlink()
+            removed.append(p)
+    for p in sorted((html / "_sources" / "book" / "generated").glob("*")):
+        if p.is_file() and p.name.split(".")[0] not in keep:
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def build_book(root: Path = ROOT, *, allow_smoke: bool = False) -> int:
+    """Check the pages (:func:`check_pages`), then ``jupyter-book build <root> -W -n --keep-going``
+    (warnings are errors). Returns the exit code: 1 when a page is refused, jupyter-book's otherwise."""
+    root = Path(root)
+    errors, warnings = check_pages(root, allow_smoke=allow_smoke)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if errors:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        print("error: book not built", file=sys.stderr)
+        return 1
+    for p in remove_stale_html(root):
+        print(f"removed stale page {p}", flush=True)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
     print("==> " + " ".join(cmd), flush=True)

@@ -1,13 +1,68 @@
-"""Process-wide settings: one seed function and the offline switches.
+"""Process-wide settings: one seed function, the offline switches and the plugin hook.
 
 ``seed_all`` is the only place the study seeds random number generators; every
 experiment takes ``seed`` as a parameter, calls ``seed_all(seed)`` and writes the
 seed into its result rows.
+
+``$STUDY_PLUGINS`` (``mod1,mod2``) names modules imported whenever ``analysis`` is
+imported: in the command line's process and in every notebook kernel, so entries they
+register (``DATASETS.register(...)``, ``SCORERS.register(...)``) exist in both.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import random
+import sys
+from pathlib import Path
+
+PLUGINS_ENV = "STUDY_PLUGINS"
+
+
+class PluginError(ImportError):
+    """A module named in ``$STUDY_PLUGINS`` could not be imported; the message names it."""
+
+
+def plugin_names(value: str | None = None) -> list[str]:
+    """Module names in ``value`` (default ``$STUDY_PLUGINS``), split on commas, blanks dropped."""
+    value = os.environ.get(PLUGINS_ENV, "") if value is None else value
+    return [m.strip() for m in value.split(",") if m.strip()]
+
+
+def load_plugins(value: str | None = None) -> list[str]:
+    """Import every module named in ``$STUDY_PLUGINS`` (once each); return their names.
+
+    A module that fails to import raises :class:`PluginError` naming the module, the variable
+    and the cause, with the import path to check.
+    """
+    loaded = []
+    for name in plugin_names(value):
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            raise PluginError(
+                f"{PLUGINS_ENV} names module {name!r}, which failed to import: {type(e).__name__}: {e}. "
+                f"Fix the module, put its folder on PYTHONPATH, or remove it from {PLUGINS_ENV}="
+                f"{os.environ.get(PLUGINS_ENV, value)!r}.") from e
+        loaded.append(name)
+    return loaded
+
+
+def plugin_paths() -> list[str]:
+    """The import-path folders the loaded plugin modules came from (so a kernel started in another
+    folder finds them too): for module ``a.b`` in ``/x/a/b.py``, ``/x``."""
+    out = []
+    for name in plugin_names():
+        mod = sys.modules.get(name)
+        file = getattr(mod, "__file__", None)
+        if not file:
+            continue
+        up = Path(file).resolve().parent
+        for _ in range(name.count(".") + (Path(file).name == "__init__.py")):
+            up = up.parent
+        if str(up) not in out:
+            out.append(str(up))
+    return out
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore::FutureWarning"}

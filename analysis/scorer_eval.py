@@ -1,85 +1,119 @@
-"""How good are the scorers? Retrieval, perturbation accuracy and the modality gap.
+"""How good are the scorers? Retrieval, perturbation accuracy, paired comparisons, the modality gap.
 
-:func:`run_scorer_eval` backs the *Scorers* chapter. For every scorer and dataset:
+:func:`run_scorer_eval` backs the *Scorers* chapter. For every scorer and dataset, on the items the
+dataset declares for evaluation (registry meta ``eval_split``: its ``test`` split, or ``all`` for a
+set never used in training):
 
-* **Retrieval** on held-out items, one caption per image (the first reference).
-  With the score matrix ``S[i, j] = s(image_i, caption_j)``, ``G_i = #{j : S[i, j] > S[i, i]}``
-  and ``T_i = #{j ≠ i : S[i, j] = S[i, i]}``, image→text
-  ``R@k = mean_i clip((k − G_i) / (T_i + 1), 0, 1)``: the expected hit rate when ties
-  are broken at random (without ties, ``1[1 + G_i <= k]``). A scorer that ignores
-  one side — the text-only baseline in text→image — thus scores chance, ``k / n``,
-  rather than a perfect tie-favoured 1. Text→image uses ``Sᵀ``.
-* **Perturbation accuracy** (SugarCrepe-style) on ``stamp-scenes``: for each
-  test scene and perturbation kind, ``1[s(img, true) > s(img, neg)] + ½·1[=]``,
-  averaged over scenes, with a percentile bootstrap 95% CI
-  (``scipy.stats.bootstrap``). Chance is ½; the text-only ``blind`` scorer shows how
-  much the caption alone gives away.
-* **Modality gap** for dual encoders: ``‖mean_i u_i − mean_j v_j‖₂`` over the
-  L2-normalised image (u) and text (v) embeddings, and the mean cosine of matched
-  vs mismatched pairs.
+* **Retrieval**, one caption per image (the first reference): image→text and text→image R@k with
+  ties broken at random in expectation (:func:`analysis.stats.retrieval_hits`), a Wilson 95%
+  interval and a one-sided exact binomial test against chance ``k / n``. Text-only scorers are left
+  out: their score matrix repeats one row, so their retrieval is chance *by construction* and
+  says nothing.
+* **Perturbation accuracy** (SugarCrepe-style) on every dataset whose items carry a scene graph
+  (``item.meta["graph"]``): per perturbation kind, the share of scenes where the true canonical
+  caption outscores its perturbed twin (``1[pos > neg] + ½·1[=]``), a Wilson 95% interval and an
+  exact two-sided sign test against ½.
+* **Paired comparisons** on the same items: between every two scorers that are not
+  perturbation-trained ablations (exact McNemar for perturbation wins; paired bootstrap interval
+  and sign-flip permutation p for per-query recall), and each ablation ``X+neg`` against ``X``.
+* **Holm** correction within each of three stated families of tests: ``vs chance``,
+  ``between models``, ``hard negatives``.
+* **Modality gap** for dual encoders: ``‖mean_i u_i − mean_j v_j‖₂`` over the L2-normalised image
+  (u) and text (v) embeddings, and the mean cosine of matched vs mismatched pairs.
+
+Rows record ``smoke``, the split actually scored and, for every model, whether it was trained on
+the perturbation kinds it is tested on (``trained_on_perturbations``). Wall times are returned
+separately (``timings``), never in the rows. The chapter's sentences are written by
+:mod:`analysis.prose` from these rows.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis import cache, registry, results
-from analysis.data import scenes as scene_data
+from analysis import cache, registry, results, stats
+from analysis.data import perturbations
 from analysis.runtime import rng, seed_all
 
-SCORERS = ["clip-mini", "uniter-mini", "lxmert-mini", "blind"]
-DATASETS = ["tuxpaint-stamps", "stamp-scenes", "gcompris-explore"]
+DATASETS = ["tuxpaint-stamps", "stamp-scenes", "stamp-scenes-unseen", "gcompris-explore"]
 KS = (1, 5, 10)
+VERDICT_K = 5  # the R@k the comparisons and sentences use
 SMOKE_ITEMS = 8
-HELD_OUT = "test"
+FAMILIES = ("vs chance", "between models", "hard negatives")
 
 
-def recall_at_k(S: np.ndarray, k: int) -> float:
-    """Image→text R@k of a square score matrix whose diagonal holds the true pairs, ties broken at
-    random in expectation: ``mean_i clip((k − G_i) / (T_i + 1), 0, 1)``."""
-    true = np.diag(S)[:, None]
-    greater = (S > true).sum(axis=1)
-    ties = (S == true).sum(axis=1) - 1
-    return float(np.clip((k - greater) / (ties + 1), 0, 1).mean())
+@dataclass
+class ScorerEval:
+    """What :func:`run_scorer_eval` returns: tidy ``rows``, long score distributions ``dists`` (for
+    plots) and wall ``timings`` (kept out of the rows so one seed gives identical result files)."""
+
+    rows: pd.DataFrame
+    dists: pd.DataFrame
+    timings: pd.DataFrame
+
+    def __iter__(self):  # rows, dists = run_scorer_eval(...) keeps working
+        return iter((self.rows, self.dists))
 
 
-def modality_gap(U: np.ndarray, V: np.ndarray) -> float:
-    """``‖mean(U) − mean(V)‖₂`` for row-wise L2-normalised embeddings U (images) and V (texts)."""
-    return float(np.linalg.norm(U.mean(axis=0) - V.mean(axis=0)))
-
-
-def pairwise_wins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """``1`` where the true caption scores higher, ``½`` on a tie, ``0`` otherwise."""
-    return (pos > neg).astype(float) + 0.5 * (pos == neg)
-
-
-def bootstrap_ci(x: np.ndarray, *, seed: int, n_resamples: int = 1000) -> tuple[float, float]:
-    """Percentile bootstrap 95% CI of the mean of ``x`` (``scipy.stats.bootstrap``)."""
-    from scipy.stats import bootstrap
-
-    if len(x) < 2 or np.all(x == x[0]):
-        return float(np.mean(x)), float(np.mean(x))
-    res = bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=0.95, method="percentile",
-                    random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-UNSPLIT = ("gcompris-explore", "gcompris-categories", "sample-photos")  # never trained on: use every item
+# ----------------------------------------------------------------------------- which items, which scorers
+def eval_split(name: str) -> str:
+    """The split a dataset declares for evaluation (registry meta ``eval_split``; default ``test``)."""
+    return registry.DATASETS.entry(name).meta.get("eval_split", "test")
 
 
 def heldout(name: str, smoke: bool, max_items: int | None = None):
-    """The test split of a dataset (every item for :data:`UNSPLIT` sets), at most ``max_items`` of it."""
-    limit = SMOKE_ITEMS if smoke else max_items
-    return registry.get_dataset(name, split=None if name in UNSPLIT else HELD_OUT, limit=limit)
+    """The evaluation items of dataset ``name`` (see :func:`eval_split`), at most ``max_items`` of them."""
+    split = eval_split(name)
+    return registry.get_dataset(name, split=None if split == "all" else split,
+                                limit=SMOKE_ITEMS if smoke else max_items)
 
 
+def scorer_meta(name: str) -> dict:
+    """Registry meta of a scorer name (empty for a scorer object that is not registered)."""
+    return registry.SCORERS.entry(name).meta if name in registry.SCORERS else {}
+
+
+def is_ablation(name: str) -> bool:
+    """True for a scorer trained on the perturbation kinds it is tested on (registry meta)."""
+    return bool(scorer_meta(name).get("trained_on_perturbations", False))
+
+
+def ablation_base(name: str, scored: list[str]) -> str | None:
+    """The default a ``X+neg`` ablation is compared with: ``X``, when it was scored too."""
+    base = name.split("+", 1)[0]
+    return base if is_ablation(name) and base != name and base in scored else None
+
+
+def comparison_pairs(scored: list[str]) -> list[tuple[str, str, str]]:
+    """``(family, a, b)``: every two non-ablation scorers (``between models``) and each ablation with
+    its default (``hard negatives``)."""
+    plain = [m for m in scored if not is_ablation(m)]
+    pairs = [("between models", a, b) for a, b in itertools.combinations(plain, 2)]
+    return pairs + [("hard negatives", m, ablation_base(m, scored)) for m in scored if ablation_base(m, scored)]
+
+
+def default_scorer_names() -> list[str]:
+    """The chapter's scorers when none are named: the registry's defaults (meta ``default``) and the
+    embedded ``+neg`` ablations (meta ``trained_on_perturbations``), in registry order."""
+    return [n for n in registry.embedded_scorers()
+            if scorer_meta(n).get("default") or scorer_meta(n).get("trained_on_perturbations")]
+
+
+def build_scorer(name: str, *, smoke: bool, seed: int):
+    """A scorer from the registry; embedded stand-ins are trained (or loaded) at ``smoke``/``seed``."""
+    embedded = scorer_meta(name).get("source") == "embedded"
+    return registry.get_scorer(name, smoke=smoke, seed=seed) if embedded else registry.get_scorer(name)
+
+
+# ----------------------------------------------------------------------------- cached scores
 def images_key(ds) -> str:
     """sha256 over the image files' own sha256s, in item order."""
-    import hashlib
-
     return hashlib.sha256("".join(cache.file_sha256(it.path) for it in ds).encode()).hexdigest()
 
 
@@ -87,8 +121,6 @@ def cached_scores(scorer, what: str, img_key: str, captions: list[str], compute)
     """``(scores, truncated)`` from ``compute()``, cached by content: the scorer's name, output and
     weights hash, the image files' hashes and the caption texts. Scores of unchanged inputs are never
     recomputed, and any change to weights, images or captions is a new entry."""
-    import hashlib
-
     recipe = {"what": what, "scorer": scorer.name, "output": scorer.output, "weights": scorer.checkpoint_hash,
               "images": img_key, "captions": hashlib.sha256("\n".join(captions).encode()).hexdigest()}
 
@@ -100,46 +132,68 @@ def cached_scores(scorer, what: str, img_key: str, captions: list[str], compute)
     return out["scores"], int(out["truncated"][0])
 
 
-def retrieval_rows(scorer, ds, images, seed: int, img_key: str | None = None) -> tuple[list[dict], np.ndarray]:
-    """R@k both ways plus chance for one scorer on one dataset; returns rows and the score matrix."""
+# ----------------------------------------------------------------------------- one scorer on one dataset
+def retrieval(scorer, ds, images, img_key: str | None = None) -> tuple[list[dict], dict, np.ndarray]:
+    """R@k both ways with Wilson intervals and a binomial test against chance; returns
+    ``(rows, {metric: per-query hits}, score matrix)``."""
     captions = [it.captions[0] for it in ds]
     S, truncated = cached_scores(scorer, "matrix", img_key or images_key(ds), captions,
                                  lambda: scorer.score_matrix(images, captions))
     n = len(captions)
-    out = []
+    out, hits = [], {}
     for k in KS:
-        out += [{"metric": f"i2t_R@{k}", "value": recall_at_k(S, k)},
-                {"metric": f"t2i_R@{k}", "value": recall_at_k(S.T, k)},
-                {"metric": f"chance_R@{k}", "value": min(k / n, 1.0)}]
+        chance = min(k / n, 1.0)
+        for direction, M in (("i2t", S), ("t2i", S.T)):
+            h = stats.retrieval_hits(M, k)
+            hits[f"{direction}_R@{k}"] = h
+            lo, hi = stats.wilson_interval(h.sum(), n)
+            out.append({"metric": f"{direction}_R@{k}", "value": float(h.mean()), "ci_low": lo, "ci_high": hi,
+                        "chance": chance, "p": stats.binomial_above_chance(h, chance), "test": "binomial vs chance",
+                        "test_family": "vs chance"})
+        out.append({"metric": f"chance_R@{k}", "value": chance})
     out.append({"metric": "truncated_captions", "value": float(truncated)})
-    return [{**r, "analysis": "retrieval", "n": n} for r in out], S
+    return [{**r, "analysis": "retrieval", "n": n} for r in out], hits, S
 
 
-def perturbation_rows(scorer, ds, images, seed: int, n_boot: int, img_key: str | None = None) -> list[dict]:
-    """Accuracy of true-vs-perturbed caption per perturbation kind, with bootstrap CIs."""
-    import hashlib
-
-    pool = ds.provenance["pool"]
+def perturbation(scorer, ds, images, seed: int, img_key: str | None = None) -> tuple[list[dict], dict]:
+    """Per perturbation kind: accuracy with a Wilson interval and a sign test against ½; returns
+    ``(rows, {kind: per-scene outcomes})``. The negatives depend only on the dataset and ``seed``,
+    so every scorer meets the same pairs."""
     img_key = img_key or images_key(ds)
-    out = []
-    for kind in scene_data.PERTURBATIONS:
-        r = rng(seed)
-        trip = [(i, scene_data.canonical(it.meta["graph"]), scene_data.perturb(it.meta["graph"], kind, r, pool))
-                for i, it in enumerate(ds)]
-        trip = [t for t in trip if t[2] is not None]
-        if not trip:
-            continue
-        idx = [t[0] for t in trip]
+    out, outcomes = [], {}
+    for kind, (idx, true_caps, neg_caps) in perturbation_pairs(ds, seed).items():
         ims = [images[i] for i in idx]
         key = hashlib.sha256(f"{img_key}:{idx}".encode()).hexdigest()
-        true_caps, neg_caps = [t[1] for t in trip], [t[2] for t in trip]
         pos, _ = cached_scores(scorer, "pairs", key, true_caps, lambda: scorer.score(ims, true_caps))
         neg, _ = cached_scores(scorer, "pairs", key, neg_caps, lambda: scorer.score(ims, neg_caps))
-        wins = pairwise_wins(pos, neg)
-        lo, hi = bootstrap_ci(wins, seed=seed, n_resamples=n_boot)
-        out.append({"analysis": "perturbation", "perturbation": kind, "metric": "accuracy",
-                    "value": float(wins.mean()), "ci_low": lo, "ci_high": hi, "n": len(trip)})
+        w = stats.wins(pos, neg)
+        outcomes[kind] = w
+        lo, hi = stats.wilson_interval(w.sum(), len(w))
+        out.append({"analysis": "perturbation", "perturbation": kind, "metric": "accuracy", "value": float(w.mean()),
+                    "ci_low": lo, "ci_high": hi, "chance": 0.5, "p": stats.sign_test(w), "test": "sign test vs ½",
+                    "test_family": "vs chance", "n": len(w), "ties": int((w == 0.5).sum())})
+    return out, outcomes
+
+
+def perturbation_pairs(ds, seed: int) -> dict[str, tuple[list[int], list[str], list[str]]]:
+    """``{kind: (item indices, true captions, perturbed captions)}`` for the items a kind applies to."""
+    from analysis.data.scenes import canonical
+
+    pool = ds.provenance["pool"]
+    out = {}
+    for kind in perturbations.PERTURBATIONS:
+        r = rng(seed)
+        trip = [(i, canonical(it.meta["graph"]), perturbations.perturb(it.meta["graph"], kind, r, pool))
+                for i, it in enumerate(ds)]
+        trip = [t for t in trip if t[2] is not None]
+        if trip:
+            out[kind] = ([t[0] for t in trip], [t[1] for t in trip], [t[2] for t in trip])
     return out
+
+
+def has_scene_graphs(ds) -> bool:
+    """True when every item carries a scene graph and the dataset a replacement pool (perturbations apply)."""
+    return len(ds) > 0 and "pool" in ds.provenance and all("graph" in it.meta for it in ds)
 
 
 def gap_rows(scorer, images, ds, S: np.ndarray, img_key: str | None = None) -> list[dict]:
@@ -155,87 +209,156 @@ def gap_rows(scorer, images, ds, S: np.ndarray, img_key: str | None = None) -> l
             {"analysis": "gap", "metric": "cosine_mismatched_mean", "value": mismatched}]
 
 
-def score_distribution(model: str, dataset: str, S: np.ndarray) -> pd.DataFrame:
+def modality_gap(U: np.ndarray, V: np.ndarray) -> float:
+    """``‖mean(U) − mean(V)‖₂`` for row-wise L2-normalised embeddings U (images) and V (texts)."""
+    return float(np.linalg.norm(U.mean(axis=0) - V.mean(axis=0)))
+
+
+def score_distribution(model: str, label: str, dataset: str, S: np.ndarray) -> pd.DataFrame:
     """Long frame of matched (diagonal) and mismatched (off-diagonal) scores, for plots."""
     mask = np.eye(len(S), dtype=bool)
-    return pd.concat([pd.DataFrame({"model": model, "dataset": dataset, "pair": "matched", "score": S[mask]}),
-                      pd.DataFrame({"model": model, "dataset": dataset, "pair": "mismatched", "score": S[~mask]})])
+    return pd.concat([pd.DataFrame({"model": model, "label": label, "dataset": dataset, "pair": "matched",
+                                    "score": S[mask]}),
+                      pd.DataFrame({"model": model, "label": label, "dataset": dataset, "pair": "mismatched",
+                                    "score": S[~mask]})])
 
 
+# ----------------------------------------------------------------------------- paired comparisons
+def comparison_rows(per_item: dict, scored: list[str], *, seed: int, n_boot: int) -> list[dict]:
+    """Paired tests of two scorers on the same items.
+
+    ``per_item[(dataset, model, measure)]`` holds per-item outcomes (perturbation wins under the kind's
+    name, per-query hits under ``i2t_R@k``). Wins: difference of accuracies with a paired bootstrap
+    interval and the exact McNemar p; recall: difference with a paired bootstrap interval and the
+    sign-flip permutation p (:func:`analysis.stats.paired_difference`).
+    """
+    out = []
+    keys = sorted({(d, meas) for d, _, meas in per_item}, key=str)
+    for family, a, b in comparison_pairs(scored):
+        for dataset, measure in keys:
+            if (dataset, a, measure) not in per_item or (dataset, b, measure) not in per_item:
+                continue
+            xa, xb = per_item[(dataset, a, measure)], per_item[(dataset, b, measure)]
+            diff, lo, hi, p = stats.paired_difference(xa, xb, seed=seed, n_resamples=n_boot)
+            row = {"analysis": "comparison", "dataset": dataset, "model": a, "other": b, "measure": measure,
+                   "metric": "difference", "value": diff, "ci_low": lo, "ci_high": hi, "n": len(xa),
+                   "test_family": family}
+            if measure.startswith(("i2t_", "t2i_")):
+                row.update(p=p, test="paired permutation (sign flips)")
+            else:
+                n_ab, n_ba, p_mc = stats.mcnemar_exact(xa, xb)
+                row.update(p=p_mc, test="exact McNemar", n_a_only=n_ab, n_b_only=n_ba)
+            out.append(row)
+    return out
+
+
+def add_holm(rows: pd.DataFrame) -> pd.DataFrame:
+    """Add ``p_holm``: Holm-adjusted within each ``test_family`` (see :data:`FAMILIES`)."""
+    rows = rows.copy()
+    rows["p_holm"] = np.nan
+    if "test_family" not in rows:
+        return rows
+    for fam, idx in rows.groupby("test_family").groups.items():
+        rows.loc[idx, "p_holm"] = stats.holm(rows.loc[idx, "p"].to_numpy(float))
+    return rows
+
+
+# ----------------------------------------------------------------------------- the chapter's experiment
 def run_scorer_eval(scorers: list[str] | None = None, datasets: list[str] | None = None, *,
-                    smoke: bool = False, seed: int = 0, n_boot: int = 1000, max_items: int | None = None):
-    """Evaluate every scorer on every dataset (at most ``max_items`` held-out items each, e.g. 1000 of
-    the COCO Karpathy test split); return ``(rows, score_distributions)``."""
+                    smoke: bool = False, seed: int = 0, n_boot: int = 1000,
+                    max_items: int | None = None) -> ScorerEval:
+    """Evaluate every scorer on every dataset (at most ``max_items`` evaluation items each, e.g. 1000 of
+    the COCO Karpathy test split). ``scorers=None``: every embedded stand-in (defaults and ablations)."""
     seed_all(seed)
-    frames, dists = [], []
-    loaded = {name: heldout(name, smoke, max_items) for name in datasets or DATASETS}
+    scorers = list(scorers) if scorers else default_scorer_names()
+    datasets = list(datasets) if datasets else list(DATASETS)
+    for name in scorers:  # unknown names fail before any data is loaded or model trained
+        registry.SCORERS.entry(name)
+    for name in datasets:
+        registry.DATASETS.entry(name)
+    loaded = {name: heldout(name, smoke, max_items) for name in datasets}
     images = {name: [it.image() for it in ds] for name, ds in loaded.items()}
     keys = {name: images_key(ds) for name, ds in loaded.items()}
-    for sname in tqdm(scorers or SCORERS, desc="scorers"):
+    frames, dists, timings, per_item = [], [], [], {}
+    for sname in tqdm(scorers, desc="scorers"):
         t = time.perf_counter()
-        embedded = registry.SCORERS.entry(sname).meta.get("source") == "embedded"
-        scorer = registry.get_scorer(sname, smoke=smoke, seed=seed) if embedded else registry.get_scorer(sname)
-        build_s = time.perf_counter() - t
+        scorer = build_scorer(sname, smoke=smoke, seed=seed)
+        timings.append({"run": "scorers", "model": sname, "what": "build or load", "seconds": time.perf_counter() - t})
         info = scorer.info()
-        common = dict(run="scorers", model=sname, source=info["source"], pretrained=info["pretrained"],
-                      split=HELD_OUT, seed=seed, label=info["label"], family=info["family"], output=info["output"],
-                      checkpoint_hash=info["checkpoint_hash"][:16])
+        common = dict(run="scorers", model=sname, source=info["source"], pretrained=info["pretrained"], seed=seed,
+                      smoke=bool(smoke), label=info["label"], family=info["family"], output=info["output"],
+                      checkpoint_hash=info["checkpoint_hash"][:16], trained_on_perturbations=is_ablation(sname))
         for dname, ds in loaded.items():
-            recs, S = retrieval_rows(scorer, ds, images[dname], seed, keys[dname])
-            dists.append(score_distribution(sname, dname, S))
-            if dname == "stamp-scenes":
-                recs += perturbation_rows(scorer, ds, images[dname], seed, n_boot, keys[dname])
-            if info["family"] == "dual":
-                recs += gap_rows(scorer, images[dname], ds, S, keys[dname])
-            frames.append(results.rows(recs, dataset=dname, **common))
-        frames.append(results.rows([{"analysis": "cost", "metric": "load_seconds", "value": build_s}],
-                                   dataset="", **common))
-    return pd.concat(frames, ignore_index=True), pd.concat(dists, ignore_index=True)
+            t = time.perf_counter()
+            recs = []
+            if info["family"] != "text-only":
+                recs, hits, S = retrieval(scorer, ds, images[dname], keys[dname])
+                per_item[(dname, sname, f"i2t_R@{VERDICT_K}")] = hits[f"i2t_R@{VERDICT_K}"]
+                dists.append(score_distribution(sname, info["label"], dname, S))
+                if info["family"] == "dual":
+                    recs += gap_rows(scorer, images[dname], ds, S, keys[dname])
+            if has_scene_graphs(ds):
+                prow, outcomes = perturbation(scorer, ds, images[dname], seed, keys[dname])
+                recs += prow
+                per_item.update({(dname, sname, kind): w for kind, w in outcomes.items()})
+            if recs:
+                frames.append(results.rows(recs, dataset=dname, split=eval_split(dname),
+                                           heldout=registry.DATASETS.entry(dname).meta.get("heldout", ""), **common))
+            timings.append({"run": "scorers", "model": sname, "what": f"score {dname}",
+                            "seconds": time.perf_counter() - t})
+    rows = pd.concat(frames, ignore_index=True)
+    comp = comparison_rows(per_item, scorers, seed=seed, n_boot=n_boot)
+    if comp:
+        info = rows.drop_duplicates("model").set_index("model")
+        comp_df = pd.DataFrame(comp)
+        for col in ("source", "pretrained", "label", "family", "output", "checkpoint_hash",
+                    "trained_on_perturbations"):
+            comp_df[col] = comp_df["model"].map(info[col])
+        comp_df["other_label"] = comp_df["other"].map(info["label"])
+        comp_df["split"] = comp_df["dataset"].map(eval_split)
+        comp_df["heldout"] = comp_df["dataset"].map(lambda d: registry.DATASETS.entry(d).meta.get("heldout", ""))
+        rows = pd.concat([rows, results.rows(comp_df.to_dict("records"), run="scorers", seed=seed,
+                                             smoke=bool(smoke))], ignore_index=True)
+    rows = results.validate(add_holm(rows))
+    dist = pd.concat(dists, ignore_index=True) if dists else pd.DataFrame(
+        columns=["model", "label", "dataset", "pair", "score"])
+    return ScorerEval(rows, dist, pd.DataFrame(timings))
 
 
-# ---------------------------------------------------------------- computed text
-def retrieval_summary(rows: pd.DataFrame, k: int = 5) -> pd.DataFrame:
-    """Per model and dataset: i2t R@k, t2i R@k and chance."""
-    r = rows[rows.analysis == "retrieval"]
-    return r.pivot_table(index=["dataset", "model"], columns="metric", values="value", sort=False)[
-        [f"i2t_R@{k}", f"t2i_R@{k}", f"chance_R@{k}"]]
+# ----------------------------------------------------------------------------- tables for the page
+def scorer_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per scorer: label, family, source, output, trained on the perturbations?, weights hash."""
+    cols = ["label", "family", "source", "output", "trained_on_perturbations", "checkpoint_hash"]
+    r = rows[rows.analysis != "comparison"].drop_duplicates("model")
+    return r.set_index("model")[cols].rename(columns={"trained_on_perturbations": "trained on perturbations"})
 
 
-def summary_text(rows: pd.DataFrame, k: int = 5) -> str:
-    """What the numbers show: who beats chance and the text-only baseline, and where."""
-    from scipy.stats import binomtest
+def retrieval_table(rows: pd.DataFrame, k: int = VERDICT_K) -> pd.DataFrame:
+    """Per dataset and scorer (by label): i2t and t2i R@k with Wilson 95% intervals, chance and n."""
+    r = rows[(rows.analysis == "retrieval") & rows.metric.isin([f"i2t_R@{k}", f"t2i_R@{k}"])]
+    if r.empty:
+        return pd.DataFrame()
+    r = r.assign(cell=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(r.value, r.ci_low, r.ci_high)])
+    tab = r.pivot_table(index=["dataset", "label"], columns="metric", values="cell", aggfunc="first", sort=False)
+    extra = r.groupby(["dataset", "label"], sort=False)[["chance", "n"]].first()
+    return tab.join(extra).rename(columns={"chance": f"chance R@{k}"})
 
-    tab = retrieval_summary(rows, k).reset_index()
-    sizes = rows[rows.analysis == "retrieval"].groupby("dataset")["n"].first()
-    lines = []
-    for dname, g in tab.groupby("dataset", sort=False):
-        g = g.set_index("model")
-        blind = g.loc["blind", f"i2t_R@{k}"] if "blind" in g.index else float("nan")
-        chance = g[f"chance_R@{k}"].iloc[0]
-        for m, row in g.drop(index="blind", errors="ignore").iterrows():
-            v = row[f"i2t_R@{k}"]
-            n = int(sizes[dname])
-            p = binomtest(int(round(v * n)), n, chance, alternative="greater").pvalue
-            verdict = ("not distinguishable from chance" if p >= 0.05 else
-                       "above chance and above the text-only baseline" if v > blind else
-                       "above chance but not above the text-only baseline")
-            lines.append(f"`{m}` on `{dname}`: image→text R@{k} = {v:.2f} (chance {chance:.2f}, "
-                         f"text-only {blind:.2f}, n = {n}; one-sided binomial p = {p:.2g}) — {verdict}.")
-    pert = rows[rows.analysis == "perturbation"]
-    if len(pert):
-        acc = pert.pivot_table(index="perturbation", columns="model", values="value")
-        blind_acc = acc["blind"] if "blind" in acc else None
-        for m in [c for c in acc.columns if c != "blind"]:
-            worst = acc[m].idxmin()
-            lines.append(f"`{m}` separates true from perturbed scene captions best on "
-                         f"`{acc[m].idxmax()}` ({acc[m].max():.2f}) and worst on `{worst}` ({acc[m].min():.2f}, "
-                         f"chance 0.50" + (f"; text-only {blind_acc[worst]:.2f}" if blind_acc is not None else "")
-                         + ").")
-        if blind_acc is not None:
-            lines.append(f"The text-only baseline reaches {blind_acc.max():.2f} on `{blind_acc.idxmax()}`: "
-                         "that much is decidable from the caption alone, without the image.")
-    if "stamp-scenes" in set(rows["dataset"]):
-        lines.append("Caveat: test scenes are new compositions of training-split stamps, so `stamp-scenes` "
-                     "retrieval tests composition, not unseen objects. The `tuxpaint-stamps` test stamps appear in no "
-                     "training scene, and `gcompris-explore` (photos, not cut-outs) was never seen in training at all.")
-    return "\n".join(f"* {line}" for line in lines)
+
+def perturbation_table(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Accuracy [Wilson 95%] per perturbation kind (rows) and scorer label (columns) on one dataset."""
+    p = rows[(rows.analysis == "perturbation") & (rows.dataset == dataset)]
+    if p.empty:
+        return pd.DataFrame()
+    p = p.assign(cell=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(p.value, p.ci_low, p.ci_high)])
+    return p.pivot_table(index="perturbation", columns="label", values="cell", aggfunc="first", sort=False)
+
+
+def comparison_table(rows: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+    """The paired comparisons that survive Holm at ``alpha``, largest effects first."""
+    c = rows[(rows.analysis == "comparison") & (rows.p_holm <= alpha)]
+    if c.empty:
+        return pd.DataFrame()
+    c = c.assign(size=c.value.abs()).sort_values(["test_family", "dataset", "size"], ascending=[True, True, False])
+    out = c[["test_family", "dataset", "measure", "label", "other_label", "value", "ci_low", "ci_high", "test",
+             "p_holm"]]
+    return out.rename(columns={"label": "A", "other_label": "B", "value": "A − B"}).round(3).reset_index(drop=True)

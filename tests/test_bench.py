@@ -1,12 +1,38 @@
-"""The benchmark harness runs and reports ratios against a reference from the same run."""
+"""The benchmark harness measures what it claims: a known wrapper overhead injected by a plugin scorer is
+found and flagged, a scorer without one passes, and memory is reported against the reference child."""
+import os
+
+import pytest
+
 from analysis import bench
+from analysis.registry import ROOT
 
 
-def test_bench_scorers_smoke_reports_ratios_and_memory():
-    (row,) = bench.bench_scorers(["blind"], smoke=True)
-    assert row["scorer"] == "blind" and row["pairs_per_s"] > 0
-    assert row["overhead"] == row["wrapper_s"] / row["bare_s"] - 1
-    assert row["peak_mb"] > 0 and "peak_mb_over_reference" in row and isinstance(row["overhead_ok"], bool)
+@pytest.fixture
+def bench_plugin(monkeypatch):
+    plugins = ROOT / "tests" / "fixtures" / "plugins"
+    monkeypatch.setenv("STUDY_PLUGINS", "study_bench_plugin")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(plugins))
+    from analysis.runtime import load_plugins
+
+    load_plugins()
+
+
+def test_bench_finds_an_injected_wrapper_overhead(bench_plugin):
+    fast, slow = bench.bench_scorers(["sleepy", "sleepy-wrapped"], smoke=True)
+    assert fast["scorer"] == "sleepy" and slow["scorer"] == "sleepy-wrapped"
+    assert fast["overhead"] < bench.TARGET_OVERHEAD and fast["overhead_ok"] is True
+    assert 0.6 < slow["overhead"] < 1.6 and slow["overhead_ok"] is False  # 20 ms extra on a 20 ms call
+    assert fast["pairs_per_s"] > slow["pairs_per_s"]
+    assert fast["peak_mb"] > 0 and fast["peak_mb_over_reference"] < fast["peak_mb"]
+
+
+def test_bench_main_fails_when_a_target_is_missed(bench_plugin, capsys, monkeypatch):
+    orig = bench.bench_scorers
+    monkeypatch.setitem(bench.BENCHMARKS, "scorers", lambda smoke=False: orig(["sleepy-wrapped"], smoke=True))
+    assert bench.main(["scorers"], smoke=True) == 1
+    assert "sleepy-wrapped" in capsys.readouterr().out
 
 
 def test_unknown_benchmark_is_refused(capsys):

@@ -1,12 +1,13 @@
 """Embedded datasets: real Debian data (fetched by .ci/setup), the scene generator, fallbacks."""
 import collections
+import copy
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from analysis import registry
-from analysis.data import base, debian, scenes, tuxpaint
+from analysis.data import base, debian, gcompris, perturbations, scenes, tuxpaint
 from analysis.data.base import DataUnavailable, Item, make_dataset
 from analysis.datacards import load_with_fallback
 from analysis.runtime import rng
@@ -77,10 +78,20 @@ def test_missing_debian_tools_give_a_clear_error_and_fallback(tmp_cache, monkeyp
     assert ds.name == "sample-photos" and "apt-get" in reason
 
 
+def test_gcompris_category_captions_split_camel_case():
+    assert [gcompris.caption_from_filename(s) for s in ("eiffelTower", "measuringTape2", "IndiaGate",
+                                                        "leaningTowerOfPisa", "red_apple", "scissors2")] == \
+        ["eiffel tower", "measuring tape", "india gate", "leaning tower of pisa", "red apple", "scissors"]
+    captions = {it.captions[0] for it in registry.get_dataset("gcompris-categories")}
+    assert {"eiffel tower", "measuring tape", "statue of liberty"} <= captions
+    assert not [c for c in captions if c != c.lower()]
+
+
 # ----------------------------------------------------------------- stamp scenes
 def test_plural_and_noun_phrase():
-    assert [scenes.plural(w) for w in ["box", "cherry", "mouse", "red apple", "day"]] == \
-        ["boxes", "cherries", "mice", "red apples", "days"]
+    assert [scenes.plural(w) for w in ["box", "cherry", "mouse", "red apple", "day", "leaf", "goose", "sheep"]] == \
+        ["boxes", "cherries", "mice", "red apples", "days", "leaves", "geese", "sheep"]
+    assert scenes.noun_phrase({"name": "unicorn", "count": 1, "size": "big"}, with_size=False) == "a unicorn"
     assert scenes.noun_phrase({"name": "apple", "count": 1, "size": "big"}) == "a big apple"
     assert scenes.noun_phrase({"name": "apple", "count": 1, "size": "big"}, with_size=False) == "an apple"
     assert scenes.noun_phrase({"name": "fox", "count": 3, "size": "small"}) == "three small foxes"
@@ -106,26 +117,34 @@ def test_canonical_and_references_are_true_of_the_graph():
     ("swap_objects", "two small apples to the left of a big zebra"),
 ])
 def test_perturbations_exact(kind, expected):
-    assert scenes.perturb(GRAPH2, kind, rng(0), ["cat", "dog"]) == expected
+    assert perturbations.perturb(GRAPH2, kind, rng(0), ["cat", "dog"]) == expected
 
 
 def test_perturbations_differ_from_truth_and_respect_applicability():
     pool = ["cat", "dog", "zebra", "apple"]
     for g in (GRAPH1, GRAPH2):
         truth = scenes.canonical(g)
-        for kind in scenes.PERTURBATIONS:
-            neg = scenes.perturb(g, kind, rng(1), pool)
+        for kind in perturbations.PERTURBATIONS:
+            neg = perturbations.perturb(g, kind, rng(1), pool)
             if kind in ("swap_relation", "swap_objects") and len(g["objects"]) == 1:
                 assert neg is None
             else:
                 assert neg and neg != truth, kind
-    neg = scenes.perturb(GRAPH2, "replace_object", rng(2), pool)
+    neg = perturbations.perturb(GRAPH2, "replace_object", rng(2), pool)
     assert neg.split()[2] in {"cat", "dog"}
-    shuffled = scenes.perturb(GRAPH2, "shuffle_words", rng(3), pool)
+    shuffled = perturbations.perturb(GRAPH2, "shuffle_words", rng(3), pool)
     assert sorted(shuffled.split()) == sorted(scenes.canonical(GRAPH2).split())
-    assert scenes.perturb(GRAPH2, "add_visual_word", rng(4), pool).startswith(scenes.canonical(GRAPH2) + " and a")
+    assert perturbations.perturb(GRAPH2, "add_visual_word", rng(4), pool).startswith(scenes.canonical(GRAPH2) + " and a")
     with pytest.raises(ValueError, match="unknown perturbation"):
-        scenes.perturb(GRAPH2, "nope", rng(0), pool)
+        perturbations.perturb(GRAPH2, "nope", rng(0), pool)
+    with pytest.raises(ValueError, match="replacement pool"):
+        perturbations.perturb(GRAPH2, "replace_object", rng(0), ["zebra", "apple"])
+
+
+def test_scenes_module_keeps_caption_text_and_perturbations_importable():
+    from analysis.data.scenes import canonical, noun_phrase, plural, references, visual_words  # noqa: F401
+
+    assert scenes.visual_words(GRAPH2) >= {"zebra", "zebras", "apple", "apples"}
 
 
 def test_scene_geometry_matches_the_relation():
@@ -172,3 +191,80 @@ def test_scenes_use_only_training_stamps():
     split = {it.id: it.split for it in registry.get_dataset("tuxpaint-stamps")}
     used = {o["stamp"] for it in registry.get_dataset("stamp-scenes") for o in it.meta["graph"]["objects"]}
     assert used and {split[s] for s in used} == {"train"}
+
+
+# ----------------------------------------------------------------- leak-free splits (real embedded data)
+def _norm(captions):
+    return {base.normalise_caption(c) for c in captions}
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return {n: registry.get_dataset(n) for n in ("tuxpaint-stamps", "stamp-scenes", "stamp-scenes-unseen")}
+
+
+def test_split_counts_of_the_held_out_sets(sets):
+    """The counts the chapters report (caption-grouped stamps, object-set scenes, unseen-stamp scenes)."""
+    assert sets["tuxpaint-stamps"].split_counts() == {"train": 442, "val": 43, "test": 53}
+    assert sets["stamp-scenes"].split_counts() == {"train": 474, "val": 60, "test": 66}
+    unseen = sets["stamp-scenes-unseen"]
+    assert unseen.split_counts() == {"train": 0, "val": 0, "test": 120} and len(unseen.provenance["pool"]) == 23
+    assert len({scenes.object_set(it.meta["graph"]) for it in unseen}) > 50  # many distinct object sets
+
+
+def test_registry_labels_what_is_held_out():
+    meta = {e: registry.DATASETS.entry(e).meta for e in ("tuxpaint-stamps", "stamp-scenes", "stamp-scenes-unseen")}
+    assert meta["stamp-scenes"]["heldout"] == "seen stamps, new combinations"
+    assert meta["stamp-scenes-unseen"]["heldout"] == "unseen stamps"
+    assert meta["tuxpaint-stamps"]["heldout"] == "held-out stamps, no caption shared with training"
+    assert all(m["eval_split"] == "test" for m in meta.values())
+    assert {registry.DATASETS.entry(n).meta["eval_split"] for n in registry.DATASETS.names()} <= {"test", "all"}
+
+
+def test_no_held_out_scene_shares_its_object_set_with_training(sets):
+    by_split = collections.defaultdict(set)
+    for it in sets["stamp-scenes"]:
+        by_split[it.split].add(scenes.object_set(it.meta["graph"]))
+    assert by_split["test"] and by_split["val"]
+    assert not by_split["test"] & by_split["train"] and not by_split["val"] & by_split["train"]
+
+
+def test_scene_split_depends_only_on_the_object_set():
+    g = copy.deepcopy(GRAPH2)
+    swapped = {**g, "objects": g["objects"][::-1]}
+    swapped["objects"][0] = {**swapped["objects"][0], "count": 3, "size": "big"}
+    assert scenes.scene_split(g, 0) == scenes.scene_split(swapped, 0)
+    assert {scenes.scene_split({"objects": [{"name": f"n{i}"}]}, 0) for i in range(60)} == set(base.SPLITS)
+
+
+def test_no_test_caption_occurs_among_training_captions(sets):
+    tux, sc, unseen = sets["tuxpaint-stamps"], sets["stamp-scenes"], sets["stamp-scenes-unseen"]
+    train = _norm(c for ds in (tux, sc) for it in ds.select("train") for c in it.captions)
+    for ds in (tux, sc, unseen):
+        test = _norm(c for it in ds.select("test") for c in it.captions)
+        assert test and not test & train, ds.name
+
+
+def test_tuxpaint_split_is_grouped_by_caption(sets):
+    tux = sets["tuxpaint-stamps"]
+    sides = collections.defaultdict(set)
+    for it in tux:
+        sides[base.normalise_caption(it.captions[0])].add(it.split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert sum(n > 1 for n in collections.Counter(base.normalise_caption(it.captions[0]) for it in tux).values()) > 10
+    assert not _norm(it.captions[0] for it in tux.select("test")) & _norm(it.captions[0] for it in tux.select("train"))
+
+
+def test_unseen_scenes_use_only_held_out_stamps(sets):
+    from analysis import cache
+
+    tux, unseen = sets["tuxpaint-stamps"], sets["stamp-scenes-unseen"]
+    split = {it.id: it.split for it in tux}
+    objs = [o for it in unseen for o in it.meta["graph"]["objects"]]
+    assert {split[o["stamp"]] for o in objs} == {"test"}
+    seen_files = {cache.file_sha256(it.path) for it in tux if it.split != "test"}  # byte-identical copies too
+    used = {it.id: it.path for it in tux if it.id in {o["stamp"] for o in objs}}
+    assert not {cache.file_sha256(p) for p in used.values()} & seen_files
+    names = {o["name"] for o in objs}
+    assert names <= set(unseen.provenance["pool"]) and not names & set(sets["stamp-scenes"].provenance["pool"])
+    assert {it.split for it in unseen} == {"test"}

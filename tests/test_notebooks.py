@@ -1,8 +1,10 @@
 """Template lint, the TOC/registry agreement, and a smoke run of the whole book.
 
 The smoke run stages the book sources in a temporary folder, executes every
-registered notebook there with papermill (``smoke=True``), then builds the book
-with warnings as errors and checks that every TOC page was rendered.
+registered notebook there with papermill (``smoke=True``; in a staged root smoke pages
+are that book's pages), then builds the book with warnings as errors (smoke allowed)
+and checks that every TOC page was rendered. A second smoke run in another staged root
+must write byte-identical result tables (wall times live in ``*.timings.csv``).
 """
 import ast
 import inspect
@@ -13,8 +15,8 @@ import nbformat
 import pytest
 import yaml
 
-from analysis import runner
-from analysis.registry import NOTEBOOKS, ROOT, Entry, Registry, notebook_template
+from analysis import parameters, results, runner
+from analysis.registry import NOTEBOOKS, ROOT, notebook_template
 
 NAMES = NOTEBOOKS.names()
 
@@ -36,14 +38,17 @@ def test_template_lint(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_parameters_match_the_registry(name):
-    """Every parameter is a plain literal; smoke and seed are there; the experiment accepts them."""
+def test_parameters_match_the_declaration(name):
+    """The parameters cell assigns plain literals: exactly the declared names, in order, with the declared
+    defaults (analysis/parameters.py); smoke and seed are there; the experiment accepts them."""
     _, (cell,) = parameters_of(name)
     tree = ast.parse(cell.source)
     params = {}
     for node in tree.body:
         assert isinstance(node, ast.Assign), f"parameters cell may only assign literals: {ast.unparse(node)}"
         params[node.targets[0].id] = ast.literal_eval(node.value)
+    assert params == parameters.defaults(name)
+    assert list(params) == list(parameters.spec(name))
     assert params["smoke"] is False and isinstance(params["seed"], int)
     sig = inspect.signature(NOTEBOOKS.entry(name).load()).parameters
     assert "smoke" in sig and "seed" in sig
@@ -63,20 +68,6 @@ def test_toc_and_notebook_registry_agree():
         assert f.startswith("book/generated/") or (ROOT / f"{f}.md").is_file(), f
 
 
-def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch):
-    bad = nbformat.v4.new_notebook()
-    bad.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    bad.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                 nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
-    path = tmp_path / "bad.ipynb"
-    nbformat.write(bad, path)
-    reg = Registry("notebook", [Entry("bad", "analysis.provenance:run_provenance", "", {"template": str(path)})])
-    monkeypatch.setattr(runner, "NOTEBOOKS", reg)
-    monkeypatch.setattr(runner, "notebook_template", lambda n: path)
-    with pytest.raises(runner.NotebookFailed, match=r"notebook 'bad' failed at cell \d+ .*broken on purpose"):
-        runner.run(["bad"], root=tmp_path, parameters={})
-
-
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     root = runner.stage(tmp_path_factory.mktemp("book"))
@@ -91,6 +82,13 @@ def test_smoke_all_builds_the_book_with_warnings_as_errors(smoke_book):
     files, index = toc_files()
     for f in files + [index]:
         assert (root / "_build" / "html" / f"{f}.html").is_file(), f
+    assert "without encryption" not in proc.stderr
+
+
+def test_smoke_pages_are_refused_by_a_plain_book_build(smoke_book):
+    root, _ = smoke_book
+    errors, _ = runner.check_pages(root)
+    assert len(errors) == 1 and "executed with smoke=True" in errors[0]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -99,6 +97,33 @@ def test_each_notebook_ran_in_smoke_mode_without_errors(smoke_book, name):
     nb = nbformat.read(root / "book" / "generated" / f"{name}.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "smoke = True" in injected[0].source
+    assert nb.metadata["study"]["smoke"] is True and nb.metadata["study"]["published"] is True
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert outputs and not [o for o in outputs if o.output_type == "error"]
-    assert (root / "book" / "generated" / "results").is_dir()
+
+
+def test_every_result_row_says_smoke(smoke_book):
+    root, _ = smoke_book
+    tables = sorted((root / "book" / "generated" / "results").glob("*.parquet"))
+    assert tables
+    for t in tables:
+        assert results.read(t)["smoke"].tolist() == [True] * len(results.read(t)), t.name
+
+
+def test_same_seed_gives_byte_identical_result_files(smoke_book, tmp_path_factory):
+    """A second smoke run of every notebook, in another staged root, writes the same bytes to every result
+    table (CSV and Parquet); only the *.timings.csv files may differ."""
+    first, _ = smoke_book
+    second = runner.stage(tmp_path_factory.mktemp("again"))
+    proc = subprocess.run([sys.executable, "-m", "analysis", "run", "--smoke", "--root", str(second)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    def tables(root):
+        folder = root / "book" / "generated" / "results"
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+                if not p.name.endswith(results.TIMINGS_SUFFIX)}
+
+    a, b = tables(first), tables(second)
+    assert sorted(a) == sorted(b) and a
+    assert [n for n in a if a[n] != b[n]] == []

@@ -1,4 +1,4 @@
-import importlib
+import sys
 
 import pytest
 
@@ -31,8 +31,7 @@ def test_prefix_entries_take_an_argument():
 @pytest.mark.parametrize("entry", [e for r in (DATASETS, SCORERS, NOTEBOOKS) for e in r._entries.values()],
                          ids=lambda e: e.name)
 def test_every_entry_points_at_a_callable(entry):
-    module, func = entry.target.split(":")
-    assert callable(getattr(importlib.import_module(module), func))
+    assert callable(entry.load())
 
 
 def test_notebook_templates_exist():
@@ -43,3 +42,67 @@ def test_notebook_templates_exist():
 def test_get_dataset_builds_through_the_registry():
     ds = registry.get_dataset("sample-photos", limit=3)
     assert len(ds) == 3 and ds.name == "sample-photos"
+
+
+def test_prefix_entries_show_their_own_form():
+    with pytest.raises(UnknownNameError) as e:
+        SCORERS.entry("nope")
+    msg = str(e.value)
+    for form in ("clip:<arch>/<tag or path>", "vilt:<folder>", "lxmert:<folder>", "blip-itm:<folder>"):
+        assert form in msg
+    assert "vilt:<arch>" not in msg and "blip-itm:<arch>" not in msg
+
+
+@pytest.fixture
+def reg():
+    return registry.Registry("thing", [registry.Entry("a", "analysis.runtime:rng", "seeded generator")])
+
+
+def test_register_a_callable_and_a_target_string(reg):
+    reg.register("b", lambda **kw: ("built", kw), "a callable", family="x")
+    reg.register("c", "analysis.runtime:seed_all", "by import path")
+    assert reg.get("b", n=1) == ("built", {"n": 1}) and reg.get("c", seed=3) == 3
+    assert reg.table().set_index("name").loc["b", "family"] == "x"
+
+
+def test_register_refuses_a_duplicate_unless_replace(reg):
+    with pytest.raises(registry.DuplicateNameError, match=r"thing 'a' is already registered.*replace=True"):
+        reg.register("a", "analysis.runtime:seed_all")
+    reg.register("a", "analysis.runtime:seed_all", replace=True)
+    assert reg.get("a", seed=2) == 2
+
+
+def test_register_checks_name_and_target(reg):
+    with pytest.raises(ValueError, match="module:function"):
+        reg.register("d", "analysis.runtime.seed_all")
+    with pytest.raises(TypeError, match="callable"):
+        reg.register("d", 42)
+    with pytest.raises(ValueError, match="non-empty"):
+        reg.register(" d", "analysis.runtime:seed_all")
+
+
+def test_registered_prefix_entry_uses_its_form(reg):
+    reg.register("my:", lambda arg: arg.upper(), "a prefix", form="my:<folder>")
+    assert reg.get("my:abc") == "ABC"
+    with pytest.raises(UnknownNameError, match="my:<folder>"):
+        reg.entry("my:")
+
+
+def test_plugins_are_loaded_from_the_environment(tmp_path, monkeypatch):
+    from analysis import runtime
+
+    (tmp_path / "tmp_study_plugin.py").write_text(
+        "from analysis.registry import DATASETS\n"
+        "DATASETS.register('tmp-plugin-set', 'analysis.data.samples:load', 'from a plugin', source='embedded')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("STUDY_PLUGINS", " tmp_study_plugin , ")
+    try:
+        assert runtime.load_plugins() == ["tmp_study_plugin"]
+        assert "tmp-plugin-set" in DATASETS
+        assert runtime.plugin_paths() == [str(tmp_path.resolve())]
+    finally:
+        DATASETS._entries.pop("tmp-plugin-set", None)
+        sys.modules.pop("tmp_study_plugin", None)
+    monkeypatch.setenv("STUDY_PLUGINS", "no_such_plugin_module")
+    with pytest.raises(runtime.PluginError, match="STUDY_PLUGINS names module 'no_such_plugin_module'"):
+        runtime.load_plugins()

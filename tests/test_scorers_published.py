@@ -3,8 +3,10 @@
 Each model is saved in the real on-disk format (``tiny_published``) and loaded
 through ``analysis.registry.get_scorer`` exactly as a real user would; the tests
 check that the saved weights are the ones used, that scores are the documented
-numbers, that truncation is counted, and that missing weights fail fast with a
-message that says where to put them.
+numbers, that truncation is counted, that a model loaded from a path is ``local`` (only
+a released tag is ``published``) and relative paths are resolved where they are typed,
+that missing weights fail fast with a message that says where to put them, and that a
+damaged weights file is one message naming the file, what was expected and what to do.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import torch
 
 import tiny_published as tp
 from analysis.registry import get_scorer
+from analysis.scorers import absolute_name
 from analysis.scorers import clip as clip_mod
-from analysis.scorers.base import WeightsUnavailable, state_hash
+from analysis.scorers.base import BadWeightsFile, WeightsUnavailable, state_hash
 
 IMAGES = tp.images(4)
 CAPTIONS = tp.CAPTIONS[:4]
@@ -71,8 +74,9 @@ def test_clip_checkpoint_file_loads_the_saved_weights(tmp_path):
     scorer = get_scorer(f"clip:{tp.CLIP_ARCH}/{path}")  # absolute path: "<arch>//tmp/..."
     saved = torch.load(path, weights_only=True)
     assert scorer.checkpoint_hash == state_hash(saved)
-    assert (scorer.family, scorer.source, scorer.output, scorer.pretrained) == ("dual", "published", "cosine",
+    assert (scorer.family, scorer.source, scorer.output, scorer.pretrained) == ("dual", "local", "cosine",
                                                                                    str(path))
+    assert "local" in scorer.label and "published" not in scorer.label
     model, _, preprocess = open_clip.create_model_and_transforms(tp.CLIP_ARCH, pretrained=str(path))
     expected = _direct_cosine(model.eval(), preprocess, open_clip.get_tokenizer(tp.CLIP_ARCH), IMAGES, CAPTIONS)
     np.testing.assert_allclose(scorer.score(IMAGES, CAPTIONS), expected, atol=1e-6)
@@ -103,6 +107,7 @@ def test_clip_tag_is_found_in_the_study_weights_folder(tmp_path, monkeypatch, no
     assert folder.is_relative_to(no_weights_anywhere)
     path = tp.clip_checkpoint(folder)
     scorer = get_scorer(f"clip:{tp.CLIP_ARCH}/tinytag")
+    assert scorer.source == "published"
     assert scorer.pretrained == "tinytag" and scorer.checkpoint_hash == state_hash(torch.load(path, weights_only=True))
     assert any(isinstance(m, QuickGELU) for m in scorer.model.modules()), "the tag's QuickGELU must be applied"
     assert tuple(scorer.model.visual.preprocess_cfg["mean"]) == (0.5, 0.5, 0.5)
@@ -111,6 +116,7 @@ def test_clip_tag_is_found_in_the_study_weights_folder(tmp_path, monkeypatch, no
 def test_clip_local_dir_folder_loads(tmp_path):
     folder = tp.clip_local_dir(tmp_path / "oc")
     scorer = get_scorer(f"clip:local-dir:{folder}")
+    assert (scorer.source, scorer.pretrained) == ("local", str(folder))
     assert scorer.checkpoint_hash == state_hash(torch.load(folder / "open_clip_pytorch_model.bin",
                                                            weights_only=True))
     assert np.isfinite(scorer.score(IMAGES, CAPTIONS)).all()
@@ -183,7 +189,7 @@ def _lxmert(tmp_path, **kw):
 
 def test_lxmert_scores_with_grid_features_and_says_so(tmp_path):
     scorer = _lxmert(tmp_path)
-    assert (scorer.family, scorer.source, scorer.output) == ("two-stream", "published", "itm_logit")
+    assert (scorer.family, scorer.source, scorer.output) == ("two-stream", "local", "itm_logit")
     assert "grid features" in scorer.label and "not its training features" in scorer.label
     feats, boxes = scorer.features(IMAGES[:1])
     assert feats.shape == (1, 4, 512) and boxes.shape == (1, 4, 4)
@@ -242,3 +248,77 @@ def test_missing_hub_model_fails_fast_and_says_where(spec, folder, no_weights_an
 def test_missing_local_folder_is_weights_unavailable(tmp_path):
     with pytest.raises(WeightsUnavailable, match="config.json"):
         get_scorer(f"vilt:{tmp_path}/empty")
+
+
+# --------------------------------------------------------------------------- relative paths
+def test_relative_clip_path_is_resolved_where_it_is_typed(tmp_path, monkeypatch):
+    path = tp.clip_checkpoint(tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    typed = f"clip:{tp.CLIP_ARCH}/./ckpt/{path.name}"
+    resolved = absolute_name(typed)
+    assert resolved == f"clip:{tp.CLIP_ARCH}/{path}"
+    here = get_scorer(typed)
+    assert (here.source, here.pretrained) == ("local", str(path))
+    monkeypatch.chdir(tmp_path / "ckpt")  # e.g. a notebook kernel running in another folder
+    elsewhere = get_scorer(resolved)
+    assert elsewhere.pretrained == str(path) and elsewhere.checkpoint_hash == here.checkpoint_hash
+    with pytest.raises(WeightsUnavailable) as err:
+        get_scorer(typed)  # now relative to the other folder: the message shows where it looked
+    assert str(tmp_path / "ckpt" / "ckpt" / path.name) in str(err.value)
+
+
+def test_absolute_name_leaves_registry_names_tags_and_hub_ids_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "vilt").mkdir(parents=True)
+    for name in ("clip-mini", "blind+neg", "clip:ViT-B-32/openai", "vilt:dandelin/vilt-b32-finetuned-coco",
+                 "clip:hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "clip:ViT-B-32"):
+        assert absolute_name(name) == name
+    assert absolute_name("vilt:models/vilt") == f"vilt:{tmp_path / 'models' / 'vilt'}"
+    assert absolute_name("clip:local-dir:models/vilt") == f"clip:local-dir:{tmp_path / 'models' / 'vilt'}"
+
+
+# --------------------------------------------------------------------------- damaged weight files
+GARBAGE = {"garbage.bin": b"\x80\x02not a pickle at all" * 20, "empty.bin": b"",
+           "garbage.safetensors": b"garbage garbage garbage garbage", "garbage.pt": b"PK\x03\x04junk"}
+
+
+def _one_clear_message(err, path):
+    msg = str(err.value)
+    assert str(path) in msg and "Expected" in msg and "Replace it" in msg
+    assert "weights_only" not in msg and err.value.__cause__ is None  # never torch's unsafe advice
+    assert err.value.__context__ is None or err.value.__suppress_context__
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+def test_damaged_clip_checkpoint_is_one_message(tmp_path, name):
+    tp.register_clip_arch(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(GARBAGE[name])
+    with pytest.raises(BadWeightsFile) as err:
+        get_scorer(f"clip:{tp.CLIP_ARCH}/{path}")
+    _one_clear_message(err, path)
+    assert ("empty (0 bytes)" in str(err.value)) == (name == "empty.bin")
+
+
+def test_damaged_weights_in_a_transformers_folder_is_one_message(tmp_path):
+    folder = tp.vilt_folder(tmp_path / "vilt")
+    (folder / "model.safetensors").write_bytes(b"garbage garbage garbage garbage")
+    with pytest.raises(BadWeightsFile) as err:
+        get_scorer(f"vilt:{folder}")
+    _one_clear_message(err, folder / "model.safetensors")
+
+
+def test_damaged_grid_feature_weights_are_one_message(tmp_path):
+    bad = tmp_path / "resnet18.pth"
+    bad.write_bytes(b"")
+    with pytest.raises(BadWeightsFile) as err:
+        get_scorer(f"lxmert:{tp.lxmert_folder(tmp_path / 'lx')}", features="resnet18", feature_weights=bad,
+                   grid=2, image_size=64)
+    _one_clear_message(err, bad)
+    assert "resnet18" in str(err.value)
+
+
+def test_a_hub_miss_keeps_its_cause(no_weights_anywhere):
+    with pytest.raises(WeightsUnavailable) as err:
+        get_scorer("vilt:dandelin/vilt-b32-finetuned-coco")
+    assert err.value.__cause__ is not None  # why the hub cache lookup failed is kept, not swallowed

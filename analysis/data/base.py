@@ -8,6 +8,7 @@ not be decoded (``skipped``, with reasons — never silent).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -67,6 +68,12 @@ def hash_split(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
 
+def normalise_caption(caption: str) -> str:
+    """A caption's comparison key: lower-cased, every whitespace and punctuation character removed
+    (``re.sub(r"[\\W_]+", "", caption.lower())``): ``"A Butterfly. "`` -> ``"abutterfly"``."""
+    return re.sub(r"[\W_]+", "", caption.lower())
+
+
 @dataclass
 class Dataset:
     """A named, provenance-carrying sequence of :class:`Item`."""
@@ -101,10 +108,14 @@ class Dataset:
         return {s: sum(it.split == s for it in self.items) for s in SPLITS}
 
     def drop_corrupt(self) -> "Dataset":
-        """Open every image once; move the undecodable ones to ``skipped`` with the reason."""
+        """Open every image once; move the undecodable ones to ``skipped`` with the reason. An item
+        whose files are known to be damaged (``item.meta["damaged"]``, or an image file that
+        :func:`analysis.cache.damage` reports) is skipped with that reason without being opened."""
+        from analysis import cache
+
         keep = []
         for it in self.items:
-            reason = image_ok(it.path)
+            reason = it.meta.get("damaged") or cache.damage(it.path) or image_ok(it.path)
             if reason is None:
                 keep.append(it)
             else:

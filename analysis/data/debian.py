@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,13 @@ PACKAGES = {  # exact versions: the embedded data is pinned like the Python stac
     "tuxpaint-stamps-default": "2022.06.04-1",
     "gcompris-qt-data": "3.1-2",
 }
+
+
+def _apt_error(stderr: str) -> str:
+    """apt's errors (its ``E:`` lines, URLs shortened to file names) or, without any, the end of ``stderr``."""
+    errors = [" ".join(re.sub(r"https?://\S*/", "", line[2:]).split()) for line in stderr.splitlines()
+              if line.startswith("E:")]
+    return "; ".join(errors) or stderr.strip()[-300:]
 
 
 def _download(name: str, version: str, into: Path) -> Path:
@@ -39,7 +47,7 @@ def _download(name: str, version: str, into: Path) -> Path:
     found = sorted(into.glob(f"{name}_*.deb"))
     if proc.returncode != 0 or not found:
         raise DataUnavailable(
-            f"could not download Debian package {name}={version}: {proc.stderr.strip()[-300:]}. "
+            f"could not download Debian package {name}={version}: {_apt_error(proc.stderr)}. "
             f"Run 'apt-get update' (as root) first, or put {name}_{version}_all.deb in a folder named by STUDY_DEBS.")
     return found[0]
 
@@ -70,4 +78,9 @@ def fetch(name: str, keep: Callable[[str], bool], *, tag: str = "files") -> Path
 
 def source_info(folder: Path) -> dict:
     """The ``source.json`` written by :func:`fetch` (package, version, .deb sha256)."""
-    return json.loads((Path(folder) / "source.json").read_text())
+    path = Path(folder) / "source.json"
+    damaged = cache.damage(path)
+    if damaged:
+        raise DataUnavailable(f"{path} is {damaged}; reconnect to a Debian mirror (or set STUDY_DEBS) and run "
+                              "'python -m analysis fetch' to rebuild it")
+    return json.loads(path.read_text())

@@ -6,7 +6,8 @@
   photo (WebP). Captions: the title and the paragraph (human-written).
 * ``gcompris-categories``: the photos of ``categorization.rcc`` under
   ``resource/images/<category>/``; the label is the folder, the caption is made
-  from the file name (``"scissors2.webp"`` -> ``"scissors"``) and marked as such.
+  from the file name (``"scissors2.webp"`` -> ``"scissors"``, ``"eiffelTower.webp"`` ->
+  ``"eiffel tower"``) and marked as such.
 """
 from __future__ import annotations
 
@@ -41,8 +42,12 @@ def parse_board(qml: str) -> list[dict]:
 
 
 def caption_from_filename(stem: str) -> str:
-    """``"scissors2"`` -> ``"scissors"``; ``"red_apple"`` -> ``"red apple"``."""
-    return re.sub(r"\s+", " ", re.sub(r"[\d_\-]+", " ", stem)).strip()
+    """Words of a file name, lower-cased: digits, ``_`` and ``-`` become spaces and camelCase is split
+    (a space before each capital that follows a lower-case letter, or that starts a word after an
+    acronym): ``"scissors2"`` -> ``"scissors"``, ``"red_apple"`` -> ``"red apple"``,
+    ``"eiffelTower"`` -> ``"eiffel tower"``, ``"IndiaGate"`` -> ``"india gate"``."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", re.sub(r"[\d_\-]+", " ", stem))
+    return re.sub(r"\s+", " ", words).strip().lower()
 
 
 def _extract(kind: str, bundles: tuple[str, ...], pick) -> tuple[Path, dict]:
@@ -111,7 +116,9 @@ def load_explore(split: str | None = None, limit: int | None = None):
 def load_categories(split: str | None = None, limit: int | None = None):
     """The ``gcompris-categories`` dataset: photos with a category label."""
     def to_item(folder, r):
-        return Item(id=r["file"], path=folder / r["file"], captions=[r["title"]],
+        # the caption is made from the file name here, not read from the cached index (whose titles
+        # predate the camelCase split), so the cache entry and its key stay as they are
+        return Item(id=r["file"], path=folder / r["file"], captions=[caption_from_filename(Path(r["resource"]).stem)],
                     split=hash_split("gcompris:" + r["file"]), meta={"category": r["category"]})
 
     return _load("gcompris-categories", ("categorization",), _category_records, to_item, split, limit,

@@ -7,9 +7,10 @@ the file records it, never a per-pair mean) with at least the columns
 
 ``path`` is the image file (``None`` with ``images=False``); ``references`` is a
 tuple of the image's reference captions (the same tuple on every row of an image).
-Ratings that are missing in the file are kept as NaN; the correlation harness
-(:mod:`analysis.correlation`) drops them pair-wise, as the reference code does
-(``nan_policy='omit'``). ``df.attrs`` carries the card: ``name``, ``source``,
+Ratings that are missing in the file are kept as NaN; a correlation over them drops
+them pair-wise, as the reference code does (``scipy.stats.kendalltau(...,
+nan_policy='omit')``). The Kendall-tau harness over these rows is planned for the
+metrics chapter and not in the package yet; until then, call scipy on the rows. ``df.attrs`` carries the card: ``name``, ``source``,
 ``licence``, ``origin``, ``rating_unit``, ``files`` (sha256 of each file read),
 ``skipped`` (``(image, reason)`` for images missing or undecodable, whose rows are
 removed) and ``dropped`` (rows removed by protocol, with the rule).

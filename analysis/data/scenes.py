@@ -1,17 +1,26 @@
 """Stamp scenes: composited multi-object images with a known scene graph.
 
 Each scene pastes 1-4 Tux Paint cut-outs (1 or 2 object kinds, 1-3 copies each,
-a size ``big`` or ``small`` per kind) on a plain tinted background. The cut-outs
-come only from the stamps of the ``tuxpaint-stamps`` *train* split, so no held-out
-stamp is ever seen in training, inside a scene or alone. Two kinds are
+a size ``big`` or ``small`` per kind) on a plain tinted background. Two kinds are
 placed in opposite halves, which fixes one spatial relation (``left of``,
 ``right of``, ``above``, ``below``). The scene graph is stored with the item
 (``item.meta["graph"]``), and five reference captions are generated from it in
-varied sentence forms. Everything is deterministic given ``seed``.
+varied sentence forms (:mod:`analysis.data.scene_text`, re-exported here).
+Everything is deterministic given ``seed``.
 
-:func:`perturb` makes SugarCrepe-style hard negatives from the graph: replace an
-object, flip an attribute, swap a relation, swap the objects, change a count,
-shuffle the words, add a visual word that is not in the image.
+Two datasets are rendered this way:
+
+* ``stamp-scenes``: cut-outs only from the stamps of the ``tuxpaint-stamps`` *train*
+  split (no held-out stamp is seen in training, inside a scene or alone). The split
+  is by **object set**: ``hash_split`` of the seed and the scene's sorted object kind
+  names, so a set of kinds lies on one side only and no test or val scene's set of
+  objects occurs in training (held out: seen stamps, new combinations).
+* ``stamp-scenes-unseen``: cut-outs only from the *test*-split stamps whose names are
+  not in the training pool; every item is ``test`` (held out: unseen stamps).
+
+The provenance ``pool`` of each is the object names its scenes are drawn from (the
+replacement names of :func:`analysis.data.perturbations.perturb`; the hard negatives
+live there, not here).
 """
 from __future__ import annotations
 
@@ -22,79 +31,14 @@ from pathlib import Path
 from analysis import cache
 from analysis.data import tuxpaint
 from analysis.data.base import Item, hash_split, make_dataset
+from analysis.data.scene_text import (RELATIONS, canonical, noun_phrase, object_set, plural,  # noqa: F401
+                                      references, visual_words)  # caption text, importable from here
 from analysis.runtime import rng as make_rng
 
 SIZE = 224
-RELATIONS = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-NUMBERS = {1: "a", 2: "two", 3: "three", 4: "four"}
-PERTURBATIONS = ("replace_object", "replace_attribute", "swap_relation", "swap_objects", "replace_count",
-                 "shuffle_words", "add_visual_word")
 CATEGORIES = ("animals", "food", "vehicles", "household", "plants", "clothes", "sports", "hobbies")
-IRREGULAR = {"mouse": "mice", "sheep": "sheep", "fish": "fish", "deer": "deer", "goose": "geese",
-             "person": "people", "child": "children", "tooth": "teeth", "foot": "feet", "moose": "moose"}
 BACKGROUNDS = [(255, 255, 255), (235, 242, 250), (245, 240, 225), (228, 240, 228)]
-GENERATOR_VERSION = 3  # bump when the generator changes: it is part of the cache key
-
-
-def plural(noun: str) -> str:
-    """English plural of a noun phrase's last word: box -> boxes, cherry -> cherries, mouse -> mice."""
-    head, _, last = noun.rpartition(" ")
-    if last in IRREGULAR:
-        p = IRREGULAR[last]
-    elif re.search(r"(s|x|z|ch|sh)$", last):
-        p = last + "es"
-    elif re.search(r"[^aeiou]y$", last):
-        p = last[:-1] + "ies"
-    else:
-        p = last + "s"
-    return f"{head} {p}".strip()
-
-
-def noun_phrase(obj: dict, *, with_size: bool = True) -> str:
-    """``{"name": "apple", "count": 2, "size": "small"}`` -> ``"two small apples"``."""
-    name = obj["name"] if obj["count"] == 1 else plural(obj["name"])
-    words = [NUMBERS[obj["count"]]] + ([obj["size"]] if with_size else []) + [name]
-    if words[0] == "a" and words[1][0] in "aeiou":
-        words[0] = "an"
-    return " ".join(words)
-
-
-def canonical(graph: dict) -> str:
-    """The canonical caption: ``"<A> <relation> <B>"`` or ``"<A>"`` for one kind."""
-    objs = graph["objects"]
-    if len(objs) == 1:
-        return noun_phrase(objs[0])
-    rel = graph["relations"][0]["relation"]
-    joiner = {"left of": "to the left of", "right of": "to the right of"}.get(rel, rel)
-    return f"{noun_phrase(objs[0])} {joiner} {noun_phrase(objs[1])}"
-
-
-def references(graph: dict) -> list[str]:
-    """Five reference captions in varied sentence forms, all true of the graph."""
-    objs = graph["objects"]
-    a = objs[0]
-    if len(objs) == 1:
-        be = "is" if a["count"] == 1 else "are"
-        return [canonical(graph), f"there {be} {noun_phrase(a)} in the picture",
-                f"a picture of {noun_phrase(a, with_size=False)}", f"{noun_phrase(a)} on a plain background",
-                f"this image shows {noun_phrase(a)}"]
-    b = objs[1]
-    rel = graph["relations"][0]["relation"]
-    inv = RELATIONS[rel]
-    inv_j = {"left of": "to the left of", "right of": "to the right of"}.get(inv, inv)
-    be = "is" if a["count"] == 1 else "are"
-    return [canonical(graph), f"{noun_phrase(b)} {inv_j} {noun_phrase(a)}",
-            f"there {be} {noun_phrase(a)} {rel} {noun_phrase(b)}",
-            f"a picture of {noun_phrase(a, with_size=False)} and {noun_phrase(b, with_size=False)}",
-            f"{noun_phrase(a)} and {noun_phrase(b)}, the first {rel} the second"]
-
-
-def visual_words(graph: dict) -> set[str]:
-    """The object names in the graph (singular and plural word forms)."""
-    out = set()
-    for o in graph["objects"]:
-        out |= set(o["name"].split()) | set(plural(o["name"]).split())
-    return out
+GENERATOR_VERSION = 4  # bump when the generator changes: it is part of the cache key
 
 
 def object_pool(stamps) -> list[dict]:
@@ -165,74 +109,85 @@ def render(graph: dict, stamps: dict[str, str], rng):
     return canvas.convert("RGB")
 
 
-def perturb(graph: dict, kind: str, rng, pool_names: list[str]) -> str | None:
-    """A hard-negative caption of the given ``kind`` (see :data:`PERTURBATIONS`), or ``None``
-    when the kind does not apply (relations and swaps need two object kinds)."""
-    g = json.loads(json.dumps(graph))
-    objs = g["objects"]
-    two = len(objs) == 2
-    if kind == "replace_object":
-        present = {o["name"] for o in objs}
-        objs[0]["name"] = str(rng.choice([n for n in pool_names if n not in present]))
-    elif kind == "replace_attribute":
-        objs[0]["size"] = "small" if objs[0]["size"] == "big" else "big"
-    elif kind == "replace_count":
-        objs[0]["count"] = int(rng.choice([c for c in (1, 2, 3) if c != objs[0]["count"]]))
-    elif kind == "swap_relation":
-        if not two:
-            return None
-        g["relations"][0]["relation"] = RELATIONS[g["relations"][0]["relation"]]
-    elif kind == "swap_objects":
-        if not two or objs[0]["name"] == objs[1]["name"]:
-            return None
-        objs[0], objs[1] = objs[1], objs[0]
-    elif kind == "shuffle_words":
-        words = canonical(graph).split()
-        for _ in range(10):
-            order = rng.permutation(len(words))
-            if list(order) != list(range(len(words))):
-                return " ".join(words[i] for i in order)
-        return None
-    elif kind == "add_visual_word":
-        present = {o["name"] for o in objs}
-        extra = str(rng.choice([n for n in pool_names if n not in present]))
-        return f"{canonical(graph)} and {noun_phrase({'name': extra, 'count': 1, 'size': 'small'}, with_size=False)}"
-    else:
-        raise ValueError(f"unknown perturbation {kind!r}; valid: {', '.join(PERTURBATIONS)}")
-    return canonical(g)
+def _stamps(split: str) -> list[Item]:
+    """The ``tuxpaint-stamps`` items of ``split``, read without decoding the images; stamps whose
+    files are damaged in the cache (see :func:`analysis.cache.damage`) are left out."""
+    folder, _ = tuxpaint.source()
+    return [it for it in tuxpaint.items(folder)
+            if it.split == split and not (it.meta.get("damaged") or cache.damage(it.path))]
 
 
-def build_scenes(out: Path, n_scenes: int, seed: int) -> None:
-    """Render ``n_scenes`` scenes into ``out`` with an ``index.json`` of graphs and captions."""
-    stamps = tuxpaint.load(split="train")  # test/val stamps never appear in any scene: no leak into their retrieval
-    pool = object_pool(stamps)
+def training_pool() -> list[dict]:
+    """The object pool of ``stamp-scenes``: :func:`object_pool` of the tuxpaint *train* stamps."""
+    return object_pool(_stamps("train"))
+
+
+def unseen_pool() -> list[dict]:
+    """The object pool of ``stamp-scenes-unseen``: :func:`object_pool` of the tuxpaint *test* stamps,
+    without any name that is in :func:`training_pool`."""
+    seen = {p["name"] for p in training_pool()}
+    return [p for p in object_pool(_stamps("test")) if p["name"] not in seen]
+
+
+def scene_split(graph: dict, seed: int) -> str:
+    """The split of a ``stamp-scenes`` item: ``hash_split(f"scenes:{seed}:" + "|".join(object_set(graph)))``,
+    so every scene with the same set of object kinds is on the same side."""
+    return hash_split(f"scenes:{seed}:" + "|".join(object_set(graph)))
+
+
+def build_scenes(out: Path, pool: list[dict], n_scenes: int, seed: int, prefix: str = "scene") -> None:
+    """Render ``n_scenes`` scenes from ``pool`` into ``out`` (``<prefix>_00000.png``, ...) with an
+    ``index.json`` of the pool names, graphs and captions."""
     paths = {p["id"]: p["path"] for p in pool}
     rng = make_rng(seed)
     index = []
     for i in range(n_scenes):
         graph = sample_graph(pool, rng)
         img = render(graph, paths, rng)
-        name = f"scene_{i:05d}.png"
+        name = f"{prefix}_{i:05d}.png"
         img.save(out / name, optimize=False)
         index.append({"file": name, "graph": graph, "captions": references(graph)})
     (out / "index.json").write_text(json.dumps({"pool": [p["name"] for p in pool], "scenes": index}, indent=0))
 
 
-def load(split: str | None = None, limit: int | None = None, n_scenes: int = 600, seed: int = 0):
-    """The ``stamp-scenes`` dataset (rendered into the cache on first use)."""
+def _render_set(name: str, pool: list[dict], n_scenes: int, seed: int, prefix: str) -> tuple[Path, dict, dict]:
+    """``(folder, index, stamps source info)`` of the cache entry holding the rendered scenes of ``pool``."""
+    if len(pool) < 2:
+        raise ValueError(f"{name}: the object pool has {len(pool)} name(s); scenes need at least 2")
     _, src = tuxpaint.source()  # provenance only: no need to decode every stamp here
-    recipe = {"n_scenes": n_scenes, "seed": seed, "version": GENERATOR_VERSION, "stamps": src}
-    folder = cache.entry("scenes", recipe, lambda out: build_scenes(out, n_scenes, seed))
-    index = json.loads((folder / "index.json").read_text())
-    items = [Item(id=s["file"], path=folder / s["file"], captions=s["captions"],
-                  split=hash_split(f"scenes:{seed}:{s['file']}"),
+    recipe = {"set": name, "n_scenes": n_scenes, "seed": seed, "version": GENERATOR_VERSION, "stamps": src,
+              "pool": [p["id"] for p in pool]}
+    folder = cache.entry("scenes", recipe, lambda out: build_scenes(out, pool, n_scenes, seed, prefix))
+    return folder, json.loads((folder / "index.json").read_text()), src
+
+
+def _dataset(name, folder, index, src, split_of, split, limit, seed, n_scenes, origin_stamps):
+    from analysis import registry
+
+    heldout = registry.DATASETS.entry(name).meta["heldout"]  # the label lives in the registry only
+    items = [Item(id=s["file"], path=folder / s["file"], captions=s["captions"], split=split_of(s["graph"]),
                   meta={"graph": s["graph"], "n_objects": sum(o["count"] for o in s["graph"]["objects"])})
              for s in index["scenes"]]
     return make_dataset(
-        "stamp-scenes", items, split=split, limit=limit, source="embedded",
+        name, items, split=split, limit=limit, source="embedded",
         licence="GPL-2.0 (derived from the Tux Paint stamps)",
-        origin=f"rendered here from Debian tuxpaint-stamps-default {src['version']} (seed {seed})",
+        origin=f"rendered here from the {origin_stamps} of Debian tuxpaint-stamps-default {src['version']} "
+               f"(seed {seed})",
         caption_source="generated from the scene graph (5 templates)",
         description="1-4 cut-outs of 1-2 object kinds composited with a known scene graph: objects, counts, "
-                    "sizes and one spatial relation; references generated from the graph.",
-        provenance={**src, "seed": seed, "n_scenes": n_scenes, "pool": index["pool"]})
+                    f"sizes and one spatial relation; references generated from the graph. Held out: {heldout}.",
+        provenance={**src, "seed": seed, "n_scenes": n_scenes, "pool": index["pool"], "heldout": heldout})
+
+
+def load(split: str | None = None, limit: int | None = None, n_scenes: int = 600, seed: int = 0):
+    """The ``stamp-scenes`` dataset (rendered into the cache on first use), split by object set."""
+    folder, index, src = _render_set("stamp-scenes", training_pool(), n_scenes, seed, "scene")
+    return _dataset("stamp-scenes", folder, index, src, lambda g: scene_split(g, seed), split, limit, seed,
+                    n_scenes, "train-split stamps")
+
+
+def load_unseen(split: str | None = None, limit: int | None = None, n_scenes: int = 120, seed: int = 0):
+    """The ``stamp-scenes-unseen`` dataset: scenes of held-out (test-split) stamps only; every item is ``test``."""
+    folder, index, src = _render_set("stamp-scenes-unseen", unseen_pool(), n_scenes, seed, "unseen")
+    return _dataset("stamp-scenes-unseen", folder, index, src, lambda g: "test", split, limit, seed, n_scenes,
+                    "test-split stamps not named in the training pool")

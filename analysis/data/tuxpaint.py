@@ -3,16 +3,22 @@ human-written English description each.
 
 Each ``stamps/<category>/.../X.png`` has ``X.txt`` whose first line is the English
 description ("A zebra."). ``symbols/`` and ``*_mirror.png`` (mirrored duplicates
-without their own text) are left out, giving 538 pairs in 15 categories. The split
-is :func:`analysis.data.base.hash_split` of the path.
+without their own text) are left out, giving 538 pairs in 15 categories.
+
+The split is grouped by caption: :func:`analysis.data.base.hash_split` of the
+normalised description (:func:`analysis.data.base.normalise_caption`), so stamps with
+the same description ("A butterfly.", "A flower.") are always on the same side and no
+test caption occurs in training. A stamp whose files are damaged in the cache and
+could not be rebuilt is skipped with the reason (``dataset.skipped``).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from analysis import cache
 from analysis.data import debian
-from analysis.data.base import Item, hash_split, make_dataset
+from analysis.data.base import Item, hash_split, make_dataset, normalise_caption
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = "usr/share/tuxpaint/stamps"
@@ -35,8 +41,14 @@ def object_name(desc: str) -> str:
     return s[:1].lower() + s[1:] if s[:2] != s[:2].upper() else s
 
 
+def split_of(desc: str) -> str:
+    """The split of a stamp: ``hash_split("tuxpaint-caption:" + normalise_caption(desc))``."""
+    return hash_split("tuxpaint-caption:" + normalise_caption(desc))
+
+
 def items(folder: Path) -> list[Item]:
-    """All stamp items under an unpacked package ``folder``."""
+    """All stamp items under an unpacked package ``folder``. A stamp whose ``.txt`` is damaged
+    (:func:`analysis.cache.damage`) gets ``meta["damaged"]`` instead of a caption read from it."""
     base = Path(folder) / STAMPS
     out = []
     for png in sorted(base.rglob("*.png")):
@@ -44,8 +56,13 @@ def items(folder: Path) -> list[Item]:
         if png.stem.endswith("_mirror") or not txt.exists():
             continue
         rel = str(png.relative_to(base))
+        damaged = cache.damage(txt)
+        if damaged:
+            out.append(Item(id=rel, path=png, captions=[], split="train",
+                            meta={"category": rel.split("/")[0], "object": "", "damaged": f"{txt.name}: {damaged}"}))
+            continue
         desc = description(txt)
-        out.append(Item(id=rel, path=png, captions=[desc], split=hash_split("tuxpaint:" + rel),
+        out.append(Item(id=rel, path=png, captions=[desc], split=split_of(desc),
                         meta={"category": rel.split("/")[0], "object": object_name(desc)}))
     return out
 

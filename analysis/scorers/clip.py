@@ -13,6 +13,14 @@ Spec syntax (the text after ``clip:``)::
     local-dir:/data/clip-folder          open_clip folder: open_clip_config.json + weights file
     hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K   an open_clip hub repo, from the local hub cache only
 
+A relative path (``./ckpt/epoch_32.pt``, ``local-dir:models/clip``) is resolved against the
+working directory of the process that names the scorer: :func:`absolute_spec` (called by
+the command line before a notebook kernel starts) makes it absolute, and :func:`load`
+resolves whatever is still relative against its own working directory; error messages show
+the resolved path. A model from a local file or folder has ``source = "local"`` and
+``pretrained`` = the resolved path; only a released tag (or an ``hf-hub:`` repo) is
+``"published"``.
+
 Arch names are open_clip's (``open_clip.list_models()``), written with dashes.
 Checkpoint files are read with ``torch.load(weights_only=True)`` (or safetensors);
 TorchScript archives (OpenAI's original files) are converted once to a plain state
@@ -31,7 +39,7 @@ import os
 from pathlib import Path
 
 from analysis.scorers.base import DualEncoder, WeightsUnavailable, state_hash
-from analysis.scorers.weights import as_rgb, pick_device, weights_root
+from analysis.scorers.weights import absolute_path, as_rgb, check_readable, pick_device, weights_root
 
 CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz")
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
@@ -49,6 +57,22 @@ def parse_spec(spec: str) -> tuple[str, str, str]:
                          f"e.g. clip:ViT-B-32/openai or clip:ViT-B-32//abs/path/open_clip_pytorch_model.bin")
     is_path = "/" in rest or "\\" in rest or rest.startswith("~") or rest.endswith(CHECKPOINT_SUFFIXES)
     return ("path" if is_path else "tag"), arch, rest
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a checkpoint path or a ``local-dir:`` folder made absolute in this process
+    (``ViT-B-32/./ckpt.pt`` -> ``ViT-B-32//home/me/ckpt.pt``); tags and hub ids are unchanged."""
+    kind, arch, pretrained = parse_spec(spec)
+    if kind == "path":
+        return f"{arch}/{absolute_path(pretrained)}"
+    if kind == "local-dir":
+        return f"local-dir:{absolute_path(pretrained)}"
+    return spec
+
+
+def source_of(kind: str) -> str:
+    """``"local"`` for a file or folder given by path, ``"published"`` for a released tag or hub repo."""
+    return "local" if kind in ("path", "local-dir") else "published"
 
 
 def _check_arch(arch: str) -> None:
@@ -173,23 +197,31 @@ def _build(kind: str, arch: str, pretrained: str, device: str):
         return model, preprocess, open_clip.get_tokenizer(arch)
     if kind == "path":
         _check_arch(arch)
-        path = Path(pretrained).expanduser()
+        path = absolute_path(pretrained)
         if not path.is_file():
             raise WeightsUnavailable(f"CLIP checkpoint file {path} (from clip:{arch}/{pretrained}) does not exist. "
                                      f"Put the file there, or give its absolute path: clip:{arch}//abs/path/file.bin")
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=plain_checkpoint(path), device=device, precision="fp32", weights_only=True)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=plain_checkpoint(path), device=device, precision="fp32", weights_only=True)
+        except Exception as e:
+            check_readable(path, e, f"an open_clip checkpoint of {arch} (torch.save state dict or .safetensors)")
+            raise
         return model, preprocess, open_clip.get_tokenizer(arch)
     folder = _local_folder(kind, pretrained)
     name = f"local-dir:{folder}"
-    model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, precision="fp32",
-                                                                 weights_only=True)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, precision="fp32",
+                                                                     weights_only=True)
+    except Exception as e:
+        check_readable(_first_checkpoint(folder), e, "the open_clip weights file of the folder's model")
+        raise
     return model, preprocess, open_clip.get_tokenizer(name)
 
 
 def _local_folder(kind: str, ident: str) -> Path:
     """The folder for ``local-dir:`` / ``hf-hub:`` specs, checked to hold a config and weights."""
-    folder = Path(ident).expanduser()
+    folder = absolute_path(ident)  # local-dir: a path, resolved in this process
     if kind == "hf-hub":
         folder = weights_root() / ident
         if not (folder / "open_clip_config.json").is_file():
@@ -197,11 +229,11 @@ def _local_folder(kind: str, ident: str) -> Path:
                 from huggingface_hub import snapshot_download
 
                 folder = Path(snapshot_download(ident, local_files_only=True))
-            except Exception:  # noqa: BLE001 - not cached
+            except Exception as e:  # noqa: BLE001 - not cached
                 raise WeightsUnavailable(
                     f"open_clip hub repo {ident!r} (clip:hf-hub:{ident}) is not on this machine (no downloads here). "
                     f"Put open_clip_config.json and the weights file in the folder {weights_root() / ident} , "
-                    f"or anywhere and use clip:local-dir:/path/to/that/folder") from None
+                    f"or anywhere and use clip:local-dir:/path/to/that/folder") from e
     if not (folder / "open_clip_config.json").is_file() or _first_checkpoint(folder) is None:
         raise WeightsUnavailable(f"open_clip folder {folder} must hold open_clip_config.json and a weights file "
                                  f"({', '.join(CHECKPOINT_SUFFIXES)}); it does not.")
@@ -222,11 +254,10 @@ def token_lengths(tokenizer, captions: list[str]) -> list[int]:
 class OpenClipScorer(DualEncoder):
     """An open_clip model; ``score`` is the cosine of the normalised image and text embeddings."""
 
-    source = "published"
-
     def __init__(self, model, preprocess, tokenizer, *, name: str, label: str, pretrained: str,
-                 batch_size: int = 32, device: str = "cpu"):
+                 source: str = "published", batch_size: int = 32, device: str = "cpu"):
         super().__init__()
+        self.source = source
         self.model = model.float().eval().to(device)
         self.preprocess, self.tokenizer, self.device = preprocess, tokenizer, device
         self.name, self.label, self.pretrained, self.batch_size = name, label, pretrained, int(batch_size)
@@ -248,8 +279,10 @@ def _label(kind: str, arch: str, pretrained: str) -> str:
     if kind == "tag":
         return f"CLIP {arch} / {pretrained} (published)"
     if kind == "path":
-        return f"CLIP {arch} / local checkpoint {Path(pretrained).name} (published format)"
-    return f"CLIP {kind}:{pretrained} (published format)"
+        return f"CLIP {arch} / local file {Path(pretrained).name} (local weights)"
+    if kind == "local-dir":
+        return f"CLIP local folder {Path(pretrained).name} (local weights)"
+    return f"CLIP {kind}:{pretrained} (published)"
 
 
 def load(spec: str, batch_size: int = 32, device: str | None = None) -> OpenClipScorer:
@@ -259,7 +292,7 @@ def load(spec: str, batch_size: int = 32, device: str | None = None) -> OpenClip
     are not on disk, ``ValueError`` for an unknown arch or tag.
     """
     device = pick_device(device)
-    kind, arch, pretrained = parse_spec(spec)
+    kind, arch, pretrained = parse_spec(absolute_spec(spec))
     model, preprocess, tokenizer = _build(kind, arch, pretrained, device)
     return OpenClipScorer(model, preprocess, tokenizer, name=f"clip:{spec}", label=_label(kind, arch, pretrained),
-                          pretrained=pretrained, batch_size=batch_size, device=device)
+                          pretrained=pretrained, source=source_of(kind), batch_size=batch_size, device=device)

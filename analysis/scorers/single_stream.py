@@ -29,7 +29,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from analysis.scorers.base import Scorer, state_hash
-from analysis.scorers.weights import as_rgb, from_pretrained_complete, pick_device, resolve_hf_folder
+from analysis.scorers.weights import as_rgb, from_pretrained_complete, looks_like_path, pick_device, resolve_hf_folder
 
 ITM_OUTPUTS = ("itm_logit", "itm_prob")
 
@@ -56,14 +56,18 @@ def seeded_rng(seed: int = 0):
         yield
 
 
+def source_of(spec: str) -> str:
+    """``"local"`` for a folder given by path, ``"published"`` for a hub id (a released model)."""
+    return "local" if looks_like_path(spec) else "published"
+
+
 class HFMatchScorer(Scorer):
     """Plumbing shared by the transformers matching heads: a float32 eval model and counted truncation."""
 
-    source = "published"
-
     def __init__(self, model, tokenizer, *, name: str, pretrained: str, output: str, max_text_tokens: int,
-                 batch_size: int = 32, device: str = "cpu"):
+                 source: str = "published", batch_size: int = 32, device: str = "cpu"):
         super().__init__()
+        self.source = source
         self.model, self.tokenizer = model.float().eval().to(device), tokenizer
         self.output, self.device = check_output(output), device
         self.name, self.pretrained, self.batch_size = name, pretrained, int(batch_size)
@@ -86,7 +90,7 @@ class ViltScorer(HFMatchScorer):
         super().__init__(model, processor.tokenizer, output=output,
                          max_text_tokens=max_text_tokens or model.config.max_position_embeddings, **kw)
         self.image_processor = processor.image_processor
-        self.label = f"ViLT {self.pretrained} ({self.output}; published)"
+        self.label = f"ViLT {self.pretrained} ({self.output}; {self.source})"
 
     def _score_batch(self, images, captions):
         """The retrieval logit ``z`` per pair (or ``sigmoid(z)`` for ``itm_prob``)."""
@@ -116,4 +120,4 @@ def load_hf_scorer(spec: str, prefix: str, what: str, model_cls, processor_cls, 
     model = from_pretrained_complete(model_cls, folder)
     processor = processor_cls.from_pretrained(folder)
     return scorer_cls(model, processor, name=f"{prefix}{spec}", pretrained=pretrained, output=output,
-                      batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)
+                      source=source_of(spec), batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)

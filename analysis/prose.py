@@ -1,0 +1,198 @@
+"""The book's computed sentences: functions from result rows to English, one pattern for every chapter.
+
+Each function takes the tidy rows an experiment returned and gives a list of sentences (plain
+Markdown); :func:`bullets` joins them. Nothing here holds a number or a dataset name of its own:
+every value, label and verdict comes from the rows, and a missing baseline or an empty analysis
+gives a sentence that says so instead of a comparison with NaN. Verdicts use Holm-adjusted p-values
+(``p_holm``) at :data:`ALPHA`.
+
+Pattern for a new chapter: write ``xxx_sentences(rows) -> list[str]`` functions here, unit-test them on
+constructed rows (including the rows missing a baseline), and call ``bullets(...)`` from the notebook.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+ALPHA = 0.05
+
+
+def bullets(*groups: list[str]) -> str:
+    """Markdown bullet list of every sentence in ``groups``, in order."""
+    return "\n".join(f"* {s}" for g in groups for s in g)
+
+
+def fmt_p(p: float) -> str:
+    """``p = 0.003``, ``p < 0.001``, or ``p n/a``."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "p n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def fmt_ci(row) -> str:
+    """``0.42 [0.30, 0.55]`` from a row with ``value``, ``ci_low``, ``ci_high``."""
+    return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def names_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = [f"`{i}`" for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def label_of(rows: pd.DataFrame, model: str) -> str:
+    lab = rows.loc[rows.model == model, "label"] if "label" in rows else pd.Series(dtype=str)
+    return str(lab.iloc[0]) if len(lab) else model
+
+
+def significant(row, alpha: float = ALPHA) -> bool:
+    p = row.get("p_holm", float("nan"))
+    return p == p and p <= alpha
+
+
+# ----------------------------------------------------------------------------- the scorers chapter
+def correction_sentence(rows: pd.DataFrame) -> list[str]:
+    """How many tests each Holm family holds."""
+    t = rows.dropna(subset=["p"]) if "p" in rows else rows.iloc[0:0]
+    if t.empty:
+        return ["No statistical test was run."]
+    counts = t.groupby("test_family", sort=False).size()
+    fams = ", ".join(f"*{f}* ({n} test{'s' if n != 1 else ''})" for f, n in counts.items())
+    return [f"p-values are exact or permutation p-values, Holm-corrected within each family of tests: {fams}; "
+            f"a verdict below holds at α = {ALPHA} after that correction."]
+
+
+def retrieval_sentences(rows: pd.DataFrame, k: int = 5) -> list[str]:
+    """Per dataset and scorer: image→text R@k [Wilson 95%] against chance, with the corrected verdict."""
+    r = rows[(rows.analysis == "retrieval") & (rows.metric == f"i2t_R@{k}")] if len(rows) else rows
+    out = []
+    if r.empty:
+        return ["No retrieval was run (no image-aware scorer or no dataset in this run)."]
+    for (dataset, heldout), g in r.groupby(["dataset", "heldout"], sort=False):
+        for _, row in g.iterrows():
+            verdict = ("above chance" if significant(row) and row["value"] > row["chance"]
+                       else "not distinguishable from chance")
+            out.append(f"`{row['label']}` on `{dataset}` ({heldout or 'evaluation items'}): image→text R@{k} = "
+                       f"{fmt_ci(row)} against chance {row['chance']:.2f} (n = {int(row['n'])}; "
+                       f"corrected {fmt_p(row['p_holm'])}): {verdict}.")
+    return out
+
+
+def text_only_sentences(rows: pd.DataFrame) -> list[str]:
+    """What the text-only baseline can and cannot show in this run (or that it is missing)."""
+    blind = rows[(rows.family == "text-only") & (rows.analysis != "comparison")] if "family" in rows else rows.iloc[0:0]
+    if blind.empty:
+        return ["No text-only baseline was in this run, so no accuracy below can be checked against what the "
+                "caption alone gives away."]
+    out = []
+    for model, g in blind.groupby("model", sort=False):
+        lab = g["label"].iloc[0]
+        out.append(f"`{lab}` never sees the image: it is left out of retrieval, where it would sit at chance by "
+                   "construction, and shown where it informs, on the perturbations.")
+        p = g[g.analysis == "perturbation"]
+        for dataset, gd in p.groupby("dataset", sort=False):
+            above = gd[(gd.value > 0.5) & gd.apply(significant, axis=1)]
+            trained = bool(gd["trained_on_perturbations"].iloc[0]) if "trained_on_perturbations" in gd else False
+            how = "after training on these very kinds" if trained else "without ever seeing a perturbation"
+            if above.empty:
+                out.append(f"On `{dataset}` it is not above chance on any kind ({how}): no kind there is decidable "
+                           "from this caption model alone.")
+            else:
+                best = above.sort_values("value", ascending=False)
+                kinds = ", ".join(f"`{r.perturbation}` ({r.value:.2f})" for r in best.itertuples())
+                out.append(f"On `{dataset}` it is above chance on {kinds} ({how}): that much is decidable from "
+                           "the caption alone, so an image-aware scorer's accuracy on those kinds is not evidence "
+                           "that it used the image.")
+    return out
+
+
+def perturbation_sentences(rows: pd.DataFrame) -> list[str]:
+    """Per scene dataset and scorer: the kinds above, below and at chance after correction."""
+    p = rows[rows.analysis == "perturbation"] if len(rows) else rows
+    if p.empty:
+        return ["No dataset with scene graphs was in this run, so the perturbation test was skipped."]
+    out = []
+    for (dataset, heldout), g in p.groupby(["dataset", "heldout"], sort=False):
+        for model, gm in g.groupby("model", sort=False):
+            lab = gm["label"].iloc[0]
+            sig = gm.apply(significant, axis=1)
+            above = gm[sig & (gm.value > 0.5)].sort_values("value", ascending=False)
+            below = gm[sig & (gm.value < 0.5)].sort_values("value")
+            rest = len(gm) - len(above) - len(below)
+            parts = []
+            if len(above):
+                parts.append("above chance on " + ", ".join(f"`{r.perturbation}` ({r.value:.2f})"
+                                                           for r in above.itertuples()))
+            if len(below):
+                parts.append("below chance on " + ", ".join(f"`{r.perturbation}` ({r.value:.2f})"
+                                                           for r in below.itertuples()))
+            if rest:
+                parts.append(f"at chance on the other {rest}" if parts else f"at chance on all {rest} kinds")
+            trained = bool(gm["trained_on_perturbations"].iloc[0]) if "trained_on_perturbations" in gm else False
+            tag = " (trained on these perturbation kinds: not zero-shot)" if trained else " (zero-shot)"
+            out.append(f"`{lab}`{tag} on `{dataset}` ({heldout or 'evaluation items'}): " + "; ".join(parts) + ".")
+    return out
+
+
+def comparison_sentences(rows: pd.DataFrame, family: str = "between models") -> list[str]:
+    """Per dataset and pair of scorers: where one is better than the other after correction (paired tests)."""
+    c = rows[(rows.analysis == "comparison") & (rows.test_family == family)] if len(rows) else rows
+    if c.empty:
+        return [f"No paired comparison ({family}) was possible in this run: it needs two scorers on one dataset."]
+    out = []
+    for (dataset, a, b), g in c.groupby(["dataset", "model", "other"], sort=False):
+        la, lb = g["label"].iloc[0], g["other_label"].iloc[0]
+        sig = g.apply(significant, axis=1)
+        a_wins = g[sig & (g.value > 0)].sort_values("value", ascending=False)
+        b_wins = g[sig & (g.value < 0)].sort_values("value")
+        fmt = lambda d: ", ".join(f"`{r.measure}` ({r.value:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}])"  # noqa: E731
+                                  for r in d.itertuples())
+        if a_wins.empty and b_wins.empty:
+            out.append(f"On `{dataset}`, `{la}` and `{lb}` differ on none of the {len(g)} measures after correction "
+                       "(paired tests).")
+            continue
+        parts = []
+        if len(a_wins):
+            parts.append(f"`{la}` is ahead on {fmt(a_wins)}")
+        if len(b_wins):
+            parts.append(f"`{lb}` is ahead on {fmt(b_wins)}")
+        same = len(g) - len(a_wins) - len(b_wins)
+        out.append(f"On `{dataset}`: " + "; ".join(parts) + (f"; no corrected difference on the other {same}"
+                                                             if same else "") + " (A − B, paired 95% interval).")
+    return out
+
+
+def family_sentences(rows: pd.DataFrame, k: int = 5) -> list[str]:
+    """One verdict per scorer family (non-ablation scorers): does it beat chance in retrieval and on how many
+    perturbation kinds, per dataset."""
+    base = rows[(rows.analysis.isin(["retrieval", "perturbation"]))] if len(rows) else rows
+    if "trained_on_perturbations" in base:
+        base = base[~base.trained_on_perturbations.astype(bool)]
+    if base.empty:
+        return []
+    out = []
+    for (fam, model), g in base.groupby(["family", "model"], sort=False):
+        lab = g["label"].iloc[0]
+        parts = []
+        for dataset, gd in g.groupby("dataset", sort=False):
+            r = gd[(gd.analysis == "retrieval") & (gd.metric == f"i2t_R@{k}")]
+            p = gd[gd.analysis == "perturbation"]
+            bits = []
+            if len(r):
+                row = r.iloc[0]
+                bits.append(f"R@{k} {'above' if significant(row) and row.value > row.chance else 'at'} chance")
+            if len(p):
+                n_above = int((p.apply(significant, axis=1) & (p.value > 0.5)).sum())
+                bits.append(f"above chance on {n_above} of {len(p)} perturbation kinds")
+            parts.append(f"`{dataset}`: " + ", ".join(bits))
+        out.append(f"**{fam}** — `{lab}`: " + "; ".join(parts) + ".")
+    return out
+
+
+def heldout_sentences(rows: pd.DataFrame) -> list[str]:
+    """What each dataset's evaluation items are (from the rows' ``heldout`` and ``split`` columns)."""
+    if rows.empty or "heldout" not in rows:
+        return []
+    d = rows[rows.analysis != "comparison"].drop_duplicates("dataset")
+    return [f"`{r.dataset}` is scored on its `{r.split}` items: {r.heldout}." for r in d.itertuples() if r.heldout]

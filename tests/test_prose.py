@@ -1,0 +1,122 @@
+"""The computed sentences, on constructed rows with known verdicts (including missing baselines)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import prose
+
+LABELS = {"clip-mini": "clip-mini (CLIP-style stand-in)", "uniter-mini": "uniter-mini (UNITER-style stand-in)",
+          "blind": "blind (text-only baseline)", "uniter-mini+neg": "uniter-mini+neg (trained on negatives)"}
+FAMILY = {"clip-mini": "dual", "uniter-mini": "single-stream", "blind": "text-only", "uniter-mini+neg": "single-stream"}
+
+
+def row(analysis, model, dataset="stamp-scenes", **kw):
+    base = {"analysis": analysis, "model": model, "label": LABELS[model], "family": FAMILY[model],
+            "dataset": dataset, "heldout": "seen stamps, new combinations", "split": "test",
+            "trained_on_perturbations": model.endswith("+neg"), "ci_low": 0.0, "ci_high": 1.0,
+            "p": 0.5, "p_holm": 0.5, "test_family": "vs chance"}
+    return {**base, **kw}
+
+
+def retrieval(model, value, p_holm, chance=0.08, n=60, dataset="stamp-scenes"):
+    return row("retrieval", model, dataset, metric="i2t_R@5", value=value, chance=chance, n=n, p_holm=p_holm,
+               ci_low=value - 0.1, ci_high=value + 0.1)
+
+
+def pert(model, kind, value, p_holm, dataset="stamp-scenes"):
+    return row("perturbation", model, dataset, metric="accuracy", perturbation=kind, value=value, p_holm=p_holm,
+               n=50, ci_low=value - 0.1, ci_high=value + 0.1)
+
+
+def comp(a, b, measure, value, p_holm, family="between models", dataset="stamp-scenes"):
+    return row("comparison", a, dataset, other=b, other_label=LABELS[b], measure=measure, metric="difference",
+               value=value, ci_low=value - 0.05, ci_high=value + 0.05, p_holm=p_holm, test_family=family)
+
+
+def frame(*rs):
+    return pd.DataFrame(list(rs))
+
+
+def test_retrieval_verdicts_follow_the_corrected_p():
+    s = prose.retrieval_sentences(frame(retrieval("clip-mini", 0.9, 0.001), retrieval("uniter-mini", 0.12, 0.3)))
+    assert len(s) == 2
+    assert "clip-mini (CLIP-style stand-in)" in s[0] and "0.90 [0.80, 1.00]" in s[0] and s[0].endswith("above chance.")
+    assert "uniter-mini (UNITER-style stand-in)" in s[1] and "not distinguishable from chance" in s[1]
+    assert "seen stamps, new combinations" in s[0]
+
+
+def test_significant_but_below_chance_is_not_called_above():
+    s = prose.retrieval_sentences(frame(retrieval("clip-mini", 0.01, 0.001)))
+    assert "not distinguishable from chance" in s[0]
+
+
+def test_missing_text_only_baseline_is_said_not_compared_with_nan():
+    rows = frame(retrieval("clip-mini", 0.9, 0.001), pert("clip-mini", "replace_object", 0.9, 0.001))
+    s = prose.text_only_sentences(rows)
+    assert s == ["No text-only baseline was in this run, so no accuracy below can be checked against what the "
+                 "caption alone gives away."]
+    assert not any("nan" in x.lower() for x in prose.bullets(s, prose.perturbation_sentences(rows)).split())
+
+
+def test_text_only_baseline_sentences_name_decidable_kinds():
+    rows = frame(pert("blind", "shuffle_words", 0.95, 0.001), pert("blind", "swap_relation", 0.5, 1.0),
+                 pert("clip-mini", "shuffle_words", 0.9, 0.001))
+    s = prose.text_only_sentences(rows)
+    assert "blind (text-only baseline)" in s[0] and "chance by construction" in s[0]
+    assert "`shuffle_words` (0.95)" in s[1] and "swap_relation" not in s[1] and "without ever seeing" in s[1]
+
+
+def test_text_only_baseline_at_chance_everywhere():
+    s = prose.text_only_sentences(frame(pert("blind", "shuffle_words", 0.55, 0.4)))
+    assert "not above chance on any kind" in s[1]
+
+
+def test_perturbation_sentence_splits_above_below_and_rest_and_marks_ablations():
+    rows = frame(pert("clip-mini", "replace_object", 0.95, 0.001), pert("clip-mini", "swap_relation", 0.2, 0.01),
+                 pert("clip-mini", "replace_count", 0.55, 0.6), pert("uniter-mini+neg", "swap_relation", 0.9, 0.001))
+    clip, neg = prose.perturbation_sentences(rows)
+    assert "(zero-shot)" in clip and "above chance on `replace_object` (0.95)" in clip
+    assert "below chance on `swap_relation` (0.20)" in clip and "at chance on the other 1" in clip
+    assert "not zero-shot" in neg and "uniter-mini+neg" in neg
+
+
+def test_no_scene_dataset_means_no_perturbation_sentence_but_a_reason():
+    assert "skipped" in prose.perturbation_sentences(frame(retrieval("clip-mini", 0.5, 0.01)))[0]
+
+
+def test_comparisons_report_who_is_ahead_where():
+    rows = frame(comp("clip-mini", "uniter-mini", "replace_object", 0.3, 0.001),
+                 comp("clip-mini", "uniter-mini", "swap_relation", -0.2, 0.02),
+                 comp("clip-mini", "uniter-mini", "replace_count", 0.05, 0.8),
+                 comp("clip-mini", "blind", "replace_count", 0.05, 0.8))
+    s = prose.comparison_sentences(rows)
+    assert len(s) == 2
+    assert "`clip-mini (CLIP-style stand-in)` is ahead on `replace_object` (+0.30" in s[0]
+    assert "`uniter-mini (UNITER-style stand-in)` is ahead on `swap_relation` (-0.20" in s[0]
+    assert "other 1" in s[0]
+    assert "differ on none of the 1 measures" in s[1]
+
+
+def test_comparisons_missing():
+    assert "No paired comparison (hard negatives)" in prose.comparison_sentences(frame(
+        retrieval("clip-mini", 0.5, 0.01)), "hard negatives")[0]
+
+
+def test_family_sentences_skip_ablations():
+    rows = frame(retrieval("clip-mini", 0.9, 0.001), pert("clip-mini", "replace_object", 0.95, 0.001),
+                 pert("clip-mini", "swap_relation", 0.5, 1.0), pert("uniter-mini+neg", "swap_relation", 0.9, 0.001))
+    (s,) = prose.family_sentences(rows)
+    assert s.startswith("**dual**") and "R@5 above chance" in s and "above chance on 1 of 2 perturbation kinds" in s
+
+
+def test_correction_sentence_counts_tests_per_family():
+    rows = frame(retrieval("clip-mini", 0.9, 0.001), pert("clip-mini", "replace_object", 0.95, 0.001),
+                 comp("clip-mini", "uniter-mini", "replace_object", 0.3, 0.001))
+    (s,) = prose.correction_sentence(rows)
+    assert "*vs chance* (2 tests)" in s and "*between models* (1 test)" in s
+
+
+@pytest.mark.parametrize("p,text", [(0.0004, "p < 0.001"), (0.004, "p = 0.004"), (0.04, "p = 0.04"),
+                                    (np.nan, "p n/a")])
+def test_fmt_p(p, text):
+    assert prose.fmt_p(p) == text

@@ -1,0 +1,109 @@
+"""The shared statistics against independent references (scipy, brute force) on known answers."""
+import itertools
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from analysis import stats
+
+
+@pytest.mark.parametrize("x,n", [(0, 10), (10, 10), (3, 17), (50, 100), (1, 1), (0, 53)])
+def test_wilson_matches_scipy(x, n):
+    ref = binomtest(x, n).proportion_ci(method="wilson")
+    assert stats.wilson_interval(x, n) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_wilson_is_not_degenerate_at_zero_and_one():
+    lo, hi = stats.wilson_interval(30, 30)
+    assert hi == 1.0 and lo < 0.95  # a percentile bootstrap would give [1, 1]
+    lo, hi = stats.wilson_interval(0, 30)
+    assert lo == 0.0 and hi > 0.05
+    lo, hi = stats.wilson_interval(4.5, 10)  # half-counted ties are allowed and sit between neighbours
+    assert stats.wilson_interval(4, 10)[0] < lo < stats.wilson_interval(5, 10)[0]
+
+
+def brute_holm(p):
+    """Holm by its definition: reject in order while p_(i) <= alpha / (m - i + 1); the adjusted p of a
+    hypothesis is the smallest alpha at which it is rejected (searched on a fine grid)."""
+    m = len(p)
+    order = np.argsort(p)
+    out = np.empty(m)
+    for alpha_idx, i in enumerate(order):
+        out[i] = max(min(1.0, (m - j) * p[order[j]]) for j in range(alpha_idx + 1))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_against_its_definition(seed):
+    p = np.random.default_rng(seed).uniform(0, 0.2, size=8)
+    np.testing.assert_allclose(stats.holm(p), brute_holm(p))
+    for alpha in (0.01, 0.05, 0.1):  # same rejections as the sequential procedure
+        m, rejected = len(p), set()
+        for j, i in enumerate(np.argsort(p)):
+            if p[i] > alpha / (m - j):
+                break
+            rejected.add(i)
+        assert rejected == set(np.flatnonzero(stats.holm(p) <= alpha))
+
+
+def test_holm_known_answer_and_nans():
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, 0.5]), [0.04, 0.09, 0.09, 0.5])
+    out = stats.holm([0.01, np.nan, 0.02])
+    assert np.isnan(out[1]) and out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.02)
+
+
+def test_mcnemar_counts_discordant_items_only():
+    a = np.array([1, 1, 1, 1, 0, 1, 0, 0.5, 1, 1])
+    b = np.array([1, 0, 0, 0, 0, 1, 1, 0.0, 1, 1])
+    n_ab, n_ba, p = stats.mcnemar_exact(a, b)
+    assert (n_ab, n_ba) == (4, 1)
+    assert p == pytest.approx(binomtest(4, 5, 0.5).pvalue)
+    assert stats.mcnemar_exact(a, a)[2] == 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        stats.mcnemar_exact(a, b[:3])
+
+
+def test_sign_test_drops_ties():
+    o = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0.5, 0.5])
+    assert stats.sign_test(o) == pytest.approx(binomtest(7, 8, 0.5).pvalue)
+    assert stats.sign_test(np.full(5, 0.5)) == 1.0
+
+
+def exact_sign_flip_p(d):
+    obs = abs(d.mean())
+    flips = [abs((d * np.array(s)).mean()) for s in itertools.product([1, -1], repeat=len(d))]
+    return np.mean(np.array(flips) >= obs - 1e-12)
+
+
+def test_paired_difference_against_exact_enumeration():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=9), rng.uniform(size=9)  # 2^9 sign flips: scipy enumerates them exactly
+    mean, lo, hi, p = stats.paired_difference(a, b, seed=0, n_resamples=2000)
+    assert mean == pytest.approx((a - b).mean()) and lo <= mean <= hi
+    assert p == pytest.approx(exact_sign_flip_p(a - b))
+
+
+def test_paired_difference_detects_a_shift_that_unpaired_noise_would_hide():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=200) * 5  # large item effects shared by both scorers
+    a, b = base + 0.3 + rng.normal(size=200) * 0.1, base
+    mean, lo, hi, p = stats.paired_difference(a, b, seed=0, n_resamples=999)
+    assert 0.25 < lo < mean < hi < 0.35 and p <= 0.002
+
+
+def test_paired_difference_constant_differences():
+    assert stats.paired_difference(np.ones(4), np.ones(4), seed=0) == (0.0, 0.0, 0.0, 1.0)
+    assert stats.paired_difference(np.ones(4), np.zeros(4), seed=0) == (1.0, 1.0, 1.0, 2.0 ** -3)
+
+
+def test_binomial_above_chance_rounds_fractional_hits():
+    h = np.array([1, 1, 0, 0.5, 0.5, 0, 0, 0, 0, 0])
+    assert stats.binomial_above_chance(h, 0.1) == pytest.approx(binomtest(3, 10, 0.1, alternative="greater").pvalue)
+
+
+def test_retrieval_hits_known_answers():
+    S = np.eye(4)[::-1].copy()
+    assert stats.retrieval_hits(S, 1).tolist() == [0, 0, 0, 0]
+    np.testing.assert_allclose(stats.retrieval_hits(S, 2), [1 / 3] * 4)
+    np.testing.assert_allclose(stats.retrieval_hits(np.zeros((5, 5)), 2), [0.4] * 5)
