@@ -78,6 +78,8 @@ def cmd_fetch(args) -> int:
         t = time.perf_counter()
         ds, reason = load_with_fallback(name)
         print(f"{name}: {len(ds)} items ({ds.name}) in {time.perf_counter() - t:.1f} s"
+              + (f" [{len(ds.skipped)} damaged or undecodable file(s) skipped: {ds.skipped[0][0]}: "
+                 f"{ds.skipped[0][1]}{' ...' if len(ds.skipped) > 1 else ''}]" if ds.skipped else "")
               + (f" [fallback: {reason}]" if reason else ""))
     return 0
 

@@ -118,6 +118,10 @@ class Param:
             if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
                 raise bad()
             value = list(value)
+            dupes = sorted({v for v in value if value.count(v) > 1})
+            if dupes:
+                raise ParameterError(f"notebook {notebook!r}: parameter {self.name}={value!r} names "
+                                     f"{', '.join(dupes)} more than once; list each once")
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
             raise bad(" (out of range)")
         if self.choices and value not in self.choices:
@@ -152,7 +156,7 @@ DECLARED: dict[str, list[Param]] = {
     "scorers": [
         SMOKE, SEED,
         Param("scorers", "list", None, "scorers to evaluate", names="scorer", optional=True,
-              none_means="every embedded scorer: registry.embedded_scorers()"),
+              none_means="the registry's defaults and their +neg ablations (scorer_eval.default_scorer_names())"),
         Param("datasets", "list", ["tuxpaint-stamps", "stamp-scenes", "stamp-scenes-unseen", "gcompris-explore"],
               "datasets to evaluate on (held-out items as each dataset declares)", names="dataset"),
         Param("n_boot", "int", 1000, "bootstrap resamples for intervals", minimum=100),

@@ -39,29 +39,36 @@ def example_grid(ds, *, n: int = 8, seed: int = 0, cols: int = 4, width: int = 3
     return fig
 
 
+def error_bars(q: pd.DataFrame) -> list:
+    """``[value − ci_low, ci_high − value]`` for matplotlib, never negative (clipped at 0 against rounding)."""
+    return [(q["value"] - q["ci_low"]).clip(lower=0), (q["ci_high"] - q["value"]).clip(lower=0)]
+
+
 def retrieval_bars(rows: pd.DataFrame, *, k: int = 5):
-    """Image→text and text→image R@k per scorer (by its label) and dataset, Wilson 95% intervals as
-    error bars, chance as a dashed line. Text-only scorers are not in retrieval (chance by construction)."""
+    """Image→text and text→image R@k per scorer (by its label, on the y axis) and dataset (one panel each),
+    Wilson 95% intervals as error bars, chance as a dashed line. Text-only scorers are not in retrieval
+    (chance by construction)."""
     r = rows[(rows.analysis == "retrieval") & rows.metric.isin([f"i2t_R@{k}", f"t2i_R@{k}"])]
     datasets = list(dict.fromkeys(r["dataset"]))
     labels = list(dict.fromkeys(r["label"]))
-    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(3.4 * max(len(datasets), 1), 3.8), squeeze=False,
-                             sharey=True)
-    width = 0.38
+    n = max(len(datasets), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(9, n * (0.9 + 0.42 * len(labels))), squeeze=False, sharex=True)
+    height = 0.4
     colors = sns.color_palette("colorblind", 2)
     for ax, d in zip(axes.flat, datasets):
         g = r[r.dataset == d]
         for j, (metric, name) in enumerate(((f"i2t_R@{k}", "image→text"), (f"t2i_R@{k}", "text→image"))):
             q = g[g.metric == metric].set_index("label").reindex(labels)
-            x = [i + (j - 0.5) * width for i in range(len(labels))]
-            ax.bar(x, q["value"], width, color=colors[j], label=name,
-                   yerr=[q["value"] - q["ci_low"], q["ci_high"] - q["value"]], capsize=2)
-        ax.axhline(g["chance"].iloc[0], ls="--", c="k", lw=1, label="chance")
-        ax.set_xticks(range(len(labels)), [textwrap.fill(lab, 18) for lab in labels], rotation=0, fontsize=7)
-        ax.set_title(d, fontsize=10)
-        ax.set_ylim(0, 1.05)
-    axes.flat[0].set_ylabel(f"R@{k} on evaluation items (share of queries)")
-    axes.flat[0].legend(fontsize=8, loc="upper left")
+            y = [i + (j - 0.5) * height for i in range(len(labels))]
+            ax.barh(y, q["value"], height, color=colors[j], label=name, xerr=error_bars(q), capsize=2)
+        ax.axvline(g["chance"].iloc[0], ls="--", c="k", lw=1, label="chance")
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.invert_yaxis()
+        heldout = g["heldout"].iloc[0] if "heldout" in g else ""
+        ax.set_title(d + (f" ({heldout})" if heldout else ""), fontsize=9)
+        ax.set_xlim(0, 1.02)
+    axes.flat[-1].set_xlabel(f"R@{k} on evaluation items (share of queries)")
+    axes.flat[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -82,9 +89,9 @@ def perturbation_accuracy(rows: pd.DataFrame):
             if q["value"].isna().all():
                 continue
             x = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(kinds))]
-            trained = bool(q["trained_on_perturbations"].dropna().any()) if "trained_on_perturbations" in q else False
+            trained = bool((q["trained_on_perturbations"] == "yes").any()) if "trained_on_perturbations" in q else False
             ax.bar(x, q["value"], width, label=lab, color=colors[lab], hatch="//" if trained else None,
-                   edgecolor="white", yerr=[q["value"] - q["ci_low"], q["ci_high"] - q["value"]], capsize=2)
+                   edgecolor="white", yerr=error_bars(q), capsize=2)
         ax.axhline(0.5, ls="--", c="k", lw=1, label="chance")
         ax.set_ylim(0, 1.05)
         heldout = p.loc[p.dataset == d, "heldout"].iloc[0] if "heldout" in p else ""

@@ -46,6 +46,18 @@ def label_of(rows: pd.DataFrame, model: str) -> str:
     return str(lab.iloc[0]) if len(lab) else model
 
 
+ZERO_SHOT = {"yes": "(trained on these perturbation kinds: not zero-shot)",
+             "no": "(zero-shot: never trained on a rule-made perturbation)",
+             "unknown": "(training data unknown: zero-shot not guaranteed)"}
+
+
+def training_of(g: pd.DataFrame) -> str:
+    """``yes`` / ``no`` / ``unknown`` from the rows' ``trained_on_perturbations`` column (unknown if absent)."""
+    if "trained_on_perturbations" not in g or g["trained_on_perturbations"].isna().all():
+        return "unknown"
+    return str(g["trained_on_perturbations"].dropna().iloc[0])
+
+
 def significant(row, alpha: float = ALPHA) -> bool:
     p = row.get("p_holm", float("nan"))
     return p == p and p <= alpha
@@ -59,13 +71,15 @@ def correction_sentence(rows: pd.DataFrame) -> list[str]:
         return ["No statistical test was run."]
     counts = t.groupby("test_family", sort=False).size()
     fams = ", ".join(f"*{f}* ({n} test{'s' if n != 1 else ''})" for f, n in counts.items())
-    return [f"p-values are exact or permutation p-values, Holm-corrected within each family of tests: {fams}; "
+    return [f"p-values are exact (binomial, sign and McNemar tests), Holm-corrected within each family of tests: {fams}; "
             f"a verdict below holds at α = {ALPHA} after that correction."]
 
 
 def retrieval_sentences(rows: pd.DataFrame, k: int = 5) -> list[str]:
     """Per dataset and scorer: image→text R@k [Wilson 95%] against chance, with the corrected verdict."""
     r = rows[(rows.analysis == "retrieval") & (rows.metric == f"i2t_R@{k}")] if len(rows) else rows
+    if "trained_on_perturbations" in r:  # the ablations' retrieval is in the table; the sentences keep to the defaults
+        r = r[r.trained_on_perturbations != "yes"]
     out = []
     if r.empty:
         return ["No retrieval was run (no image-aware scorer or no dataset in this run)."]
@@ -93,8 +107,8 @@ def text_only_sentences(rows: pd.DataFrame) -> list[str]:
         p = g[g.analysis == "perturbation"]
         for dataset, gd in p.groupby("dataset", sort=False):
             above = gd[(gd.value > 0.5) & gd.apply(significant, axis=1)]
-            trained = bool(gd["trained_on_perturbations"].iloc[0]) if "trained_on_perturbations" in gd else False
-            how = "after training on these very kinds" if trained else "without ever seeing a perturbation"
+            how = {"yes": "after training on these very kinds", "no": "without ever seeing a perturbation"}.get(
+                training_of(gd), "with unknown training data")
             if above.empty:
                 out.append(f"On `{dataset}` it is not above chance on any kind ({how}): no kind there is decidable "
                            "from this caption model alone.")
@@ -128,38 +142,65 @@ def perturbation_sentences(rows: pd.DataFrame) -> list[str]:
                 parts.append("below chance on " + ", ".join(f"`{r.perturbation}` ({r.value:.2f})"
                                                            for r in below.itertuples()))
             if rest:
-                parts.append(f"at chance on the other {rest}" if parts else f"at chance on all {rest} kinds")
-            trained = bool(gm["trained_on_perturbations"].iloc[0]) if "trained_on_perturbations" in gm else False
-            tag = " (trained on these perturbation kinds: not zero-shot)" if trained else " (zero-shot)"
+                parts.append(f"not distinguishable from chance on the other {rest}" if parts
+                             else f"not distinguishable from chance on any of the {rest} kinds")
+            tag = " " + ZERO_SHOT[training_of(gm)]
             out.append(f"`{lab}`{tag} on `{dataset}` ({heldout or 'evaluation items'}): " + "; ".join(parts) + ".")
     return out
 
 
 def comparison_sentences(rows: pd.DataFrame, family: str = "between models") -> list[str]:
-    """Per dataset and pair of scorers: where one is better than the other after correction (paired tests)."""
+    """Per pair of scorers, over every dataset: where one is ahead of the other after correction (paired tests)."""
     c = rows[(rows.analysis == "comparison") & (rows.test_family == family)] if len(rows) else rows
     if c.empty:
         return [f"No paired comparison ({family}) was possible in this run: it needs two scorers on one dataset."]
     out = []
-    for (dataset, a, b), g in c.groupby(["dataset", "model", "other"], sort=False):
+    for (a, b), g in c.groupby(["model", "other"], sort=False):
         la, lb = g["label"].iloc[0], g["other_label"].iloc[0]
         sig = g.apply(significant, axis=1)
-        a_wins = g[sig & (g.value > 0)].sort_values("value", ascending=False)
-        b_wins = g[sig & (g.value < 0)].sort_values("value")
-        fmt = lambda d: ", ".join(f"`{r.measure}` ({r.value:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}])"  # noqa: E731
-                                  for r in d.itertuples())
+
+        def where(d: pd.DataFrame) -> str:
+            return "; ".join(f"on `{ds}` " + ", ".join(f"`{r.measure}` ({r.value:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}])"
+                                                      for r in gd.sort_values("value", key=abs, ascending=False).itertuples())
+                             for ds, gd in d.groupby("dataset", sort=False))
+
+        a_wins, b_wins = g[sig & (g.value > 0)], g[sig & (g.value < 0)]
         if a_wins.empty and b_wins.empty:
-            out.append(f"On `{dataset}`, `{la}` and `{lb}` differ on none of the {len(g)} measures after correction "
-                       "(paired tests).")
+            out.append(f"`{la}` and `{lb}` differ on none of the {len(g)} measures after correction (paired tests on "
+                       f"{g.dataset.nunique()} dataset(s)).")
             continue
-        parts = []
-        if len(a_wins):
-            parts.append(f"`{la}` is ahead on {fmt(a_wins)}")
-        if len(b_wins):
-            parts.append(f"`{lb}` is ahead on {fmt(b_wins)}")
-        same = len(g) - len(a_wins) - len(b_wins)
-        out.append(f"On `{dataset}`: " + "; ".join(parts) + (f"; no corrected difference on the other {same}"
-                                                             if same else "") + " (A − B, paired 95% interval).")
+        parts = ([f"`{la}` is ahead {where(a_wins)}"] if len(a_wins) else []) + \
+                ([f"`{lb}` is ahead {where(b_wins)}"] if len(b_wins) else [])
+        rest = len(g) - len(a_wins) - len(b_wins)
+        out.append(f"`{la}` vs `{lb}`: " + "; ".join(parts)
+                   + (f"; no corrected difference on the other {rest} measures" if rest else "")
+                   + " (difference of the first minus the second, paired 95% interval).")
+    return out
+
+
+def kind_sentences(rows: pd.DataFrame) -> list[str]:
+    """Which perturbation kinds the zero-shot image-aware scorers get (above chance somewhere) and which none does,
+    and which of those the zero-shot text-only baseline also gets."""
+    p = rows[rows.analysis == "perturbation"] if len(rows) else rows
+    if p.empty or "family" not in p:
+        return []
+    zs = p[(p.get("trained_on_perturbations", "no") == "no")] if "trained_on_perturbations" in p else p
+    above = zs[zs.apply(significant, axis=1) & (zs.value > 0.5)]
+    aware = set(above.loc[above.family != "text-only", "perturbation"])
+    text = set(above.loc[above.family == "text-only", "perturbation"])
+    kinds = list(dict.fromkeys(p["perturbation"]))
+    out = []
+    none = [k for k in kinds if k not in aware]
+    if none:
+        out.append(f"No zero-shot image-aware scorer is above chance on {names_list(none)} on any scene set.")
+    image_only = [k for k in kinds if k in aware and k not in text]
+    if image_only:
+        out.append(f"On {names_list(image_only)} some zero-shot image-aware scorer is above chance while the "
+                   "zero-shot text-only baseline is not: there the image is what decides.")
+    both = [k for k in kinds if k in aware and k in text]
+    if both:
+        out.append(f"On {names_list(both)} the zero-shot text-only baseline is above chance too, so success there "
+                   "does not show that the image was used.")
     return out
 
 
@@ -168,7 +209,7 @@ def family_sentences(rows: pd.DataFrame, k: int = 5) -> list[str]:
     perturbation kinds, per dataset."""
     base = rows[(rows.analysis.isin(["retrieval", "perturbation"]))] if len(rows) else rows
     if "trained_on_perturbations" in base:
-        base = base[~base.trained_on_perturbations.astype(bool)]
+        base = base[base.trained_on_perturbations != "yes"]
     if base.empty:
         return []
     out = []
@@ -181,7 +222,8 @@ def family_sentences(rows: pd.DataFrame, k: int = 5) -> list[str]:
             bits = []
             if len(r):
                 row = r.iloc[0]
-                bits.append(f"R@{k} {'above' if significant(row) and row.value > row.chance else 'at'} chance")
+                bits.append(f"R@{k} {'above' if significant(row) and row.value > row.chance else 'not distinguishable from'}"
+                            " chance")
             if len(p):
                 n_above = int((p.apply(significant, axis=1) & (p.value > 0.5)).sum())
                 bits.append(f"above chance on {n_above} of {len(p)} perturbation kinds")
@@ -196,3 +238,15 @@ def heldout_sentences(rows: pd.DataFrame) -> list[str]:
         return []
     d = rows[rows.analysis != "comparison"].drop_duplicates("dataset")
     return [f"`{r.dataset}` is scored on its `{r.split}` items: {r.heldout}." for r in d.itertuples() if r.heldout]
+
+
+def budget_sentences(rows: pd.DataFrame) -> list[str]:
+    """The training budget of every stand-in trained here (``train_budget``), and what it means for comparisons."""
+    if "train_budget" not in rows:
+        return []
+    b = rows[(rows.analysis != "comparison") & rows.train_budget.fillna("").astype(bool)].drop_duplicates("model")
+    if b.empty:
+        return []
+    listed = "; ".join(f"`{r.label}`: {r.train_budget}" for r in b.itertuples())
+    return [f"The stand-ins were trained here under different budgets ({listed}), so a difference between two of "
+            "them is a difference between these stand-ins, not between their architectures in general."]

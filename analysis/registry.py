@@ -11,7 +11,7 @@ string or a callable); put the calls in a module named in ``$STUDY_PLUGINS`` so 
 command line and every notebook kernel import it (see
 ``tests/fixtures/plugins/study_example_plugin.py``).
 
-How the later parts plug in (DESIGN.md §1): the probe's rewards are ``SCORERS``
+How the later parts plug in: the probe's rewards are ``SCORERS``
 names (any scorer, published or stand-in, is a reward); ReCap's alignment maps act
 on the ``encode_image``/``encode_text`` outputs of dual-encoder scorers; caption
 metrics (BLEU…CIDEr via pycocoevalcap, CLIP-S, aCLIP-S) will get a ``METRICS``

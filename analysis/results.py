@@ -114,12 +114,14 @@ def read(path: str | Path) -> pd.DataFrame:
 
 
 def results_dir() -> Path:
-    """Where notebooks write their result tables: ``$STUDY_RESULTS`` or ``book/generated/results``.
+    """Where notebooks write their result tables: ``$STUDY_RESULTS``, set by the runner, or else (a notebook
+    opened by hand) the scratch folder ``book/generated/runs/manual/results``, never the book's own tables.
 
     During ``python -m analysis run`` this is the run's staging folder; its files move to
     :func:`destination_dir` only when the whole notebook succeeded.
     """
-    here = Path(os.environ.get("STUDY_RESULTS") or Path(__file__).resolve().parent.parent / "book" / "generated" / "results")
+    scratch = Path(__file__).resolve().parent.parent / "book" / "generated" / "runs" / "manual" / "results"
+    here = Path(os.environ.get("STUDY_RESULTS") or scratch)
     here.mkdir(parents=True, exist_ok=True)
     return here
 

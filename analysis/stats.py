@@ -11,28 +11,46 @@ from __future__ import annotations
 import numpy as np
 
 
-def retrieval_hits(S: np.ndarray, k: int) -> np.ndarray:
-    """Per-query expected hit of image→text R@k for a square score matrix whose diagonal holds the
-    true pairs, ties broken at random in expectation.
+def retrieval_hits(S: np.ndarray, k: int, positives: np.ndarray | None = None) -> np.ndarray:
+    """Per-query expected hit of image→text R@k, ties broken at random in expectation.
 
-    With ``G_i = #{j : S[i, j] > S[i, i]}`` and ``T_i = #{j ≠ i : S[i, j] = S[i, i]}``,
-    ``h_i = clip((k − G_i) / (T_i + 1), 0, 1)`` (without ties ``1[1 + G_i <= k]``); R@k is ``mean_i h_i``.
-    A scorer that ignores one side (a constant row) thus scores chance ``k / n``.
+    ``positives[i, j]`` marks the captions true of image ``i`` (default: the diagonal, one true caption
+    per image; pass a mask when a caption text occurs for several images, so that a correct duplicate is
+    not a miss). With ``s*_i = max_{j ∈ P_i} S[i, j]`` (the best true caption), ``G_i`` the false
+    captions scoring above ``s*_i``, ``T_i`` the false ones tied with it and ``p_i`` the true ones tied
+    with it, the query is a hit when the first true caption of the tied block lands in the first
+    ``m_i = k − G_i`` places of a random order of the block:
+    ``h_i = 1 − C(T_i, m_i) / C(T_i + p_i, m_i)`` for ``0 <= m_i <= T_i``, 0 for ``m_i <= 0`` and 1
+    for ``m_i > T_i``. With one true caption this is ``clip((k − G_i) / (T_i + 1), 0, 1)``; without ties
+    ``1[1 + G_i <= k]``. R@k is ``mean_i h_i``; a scorer that ignores one side scores chance.
     """
-    true = np.diag(S)[:, None]
-    greater = (S > true).sum(axis=1)
-    ties = (S == true).sum(axis=1) - 1
-    return np.clip((k - greater) / (ties + 1), 0, 1).astype(float)
+    from scipy.special import comb
+
+    S = np.asarray(S, float)
+    P = np.eye(*S.shape, dtype=bool) if positives is None else np.asarray(positives, bool)
+    if P.shape != S.shape or not P.any(axis=1).all():
+        raise ValueError(f"positives must be a {S.shape} mask with at least one true caption per query")
+    best = np.where(P, S, -np.inf).max(axis=1, keepdims=True)
+    greater = ((S > best) & ~P).sum(axis=1)
+    t_false = ((S == best) & ~P).sum(axis=1)
+    t_true = ((S == best) & P).sum(axis=1)
+    m = k - greater
+    mm = np.clip(m, 0, t_false)  # only 0 <= m <= T uses the ratio; elsewhere it is replaced below
+    miss_all = comb(t_false, mm) / comb(t_false + t_true, mm)
+    return np.where(m <= 0, 0.0, np.where(m > t_false, 1.0, 1.0 - miss_all)).astype(float)
 
 
-def recall_at_k(S: np.ndarray, k: int) -> float:
-    """Image→text R@k, ``mean_i h_i`` of :func:`retrieval_hits` (use ``S.T`` for text→image)."""
-    return float(retrieval_hits(S, k).mean())
+def recall_at_k(S: np.ndarray, k: int, positives: np.ndarray | None = None) -> float:
+    """Image→text R@k, ``mean_i h_i`` of :func:`retrieval_hits` (use ``S.T`` and ``positives.T`` for
+    text→image)."""
+    return float(retrieval_hits(S, k, positives).mean())
 
 
 def wins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """Per-item outcome of a true-vs-perturbed pair: ``1[pos > neg] + ½·1[pos = neg]``."""
+    """Per-item outcome of a true-vs-perturbed pair: ``1[pos > neg] + ½·1[pos = neg]``; NaN scores are refused."""
     pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    if np.isnan(pos).any() or np.isnan(neg).any():
+        raise ValueError("a scorer returned NaN for a true or perturbed caption; refusing to count it as a loss")
     return (pos > neg).astype(float) + 0.5 * (pos == neg)
 
 
@@ -51,7 +69,9 @@ def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tu
     centre = p + z * z / (2 * n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     den = 1 + z * z / n
-    return float(max(0.0, (centre - half) / den)), float(min(1.0, (centre + half) / den))
+    lo, hi = max(0.0, (centre - half) / den), min(1.0, (centre + half) / den)
+    # exact at the ends (rounding would otherwise put the bound a hair inside p̂ = 0 or 1)
+    return float(min(lo, p) if successes > 0 else 0.0), float(max(hi, p) if successes < n else 1.0)
 
 
 def sign_test(outcomes: np.ndarray, *, alternative: str = "two-sided") -> float:

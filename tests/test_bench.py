@@ -14,9 +14,16 @@ def bench_plugin(monkeypatch):
     monkeypatch.setenv("STUDY_PLUGINS", "study_bench_plugin")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.syspath_prepend(str(plugins))
+    import sys
+
+    from analysis.registry import SCORERS
     from analysis.runtime import load_plugins
 
     load_plugins()
+    yield
+    for name in ("sleepy", "sleepy-wrapped"):  # leave the registry as other tests expect it
+        SCORERS._entries.pop(name, None)
+    sys.modules.pop("study_bench_plugin", None)
 
 
 def test_bench_finds_an_injected_wrapper_overhead(bench_plugin):

@@ -253,6 +253,8 @@ def test_tuxpaint_split_is_grouped_by_caption(sets):
     assert all(len(s) == 1 for s in sides.values())
     assert sum(n > 1 for n in collections.Counter(base.normalise_caption(it.captions[0]) for it in tux).values()) > 10
     assert not _norm(it.captions[0] for it in tux.select("test")) & _norm(it.captions[0] for it in tux.select("train"))
+    objects = lambda split: {it.meta["object"].lower() for it in tux.select(split)}  # noqa: E731
+    assert not objects("test") & objects("train"), "a held-out stamp names an object a training stamp names"
 
 
 def test_unseen_scenes_use_only_held_out_stamps(sets):
@@ -268,3 +270,5 @@ def test_unseen_scenes_use_only_held_out_stamps(sets):
     names = {o["name"] for o in objs}
     assert names <= set(unseen.provenance["pool"]) and not names & set(sets["stamp-scenes"].provenance["pool"])
     assert {it.split for it in unseen} == {"test"}
+    trained_on = {it.meta["object"].lower() for it in tux if it.split != "test"}  # every train/val object name
+    assert not {n.lower() for n in names} & trained_on

@@ -73,7 +73,7 @@ def test_variant_names_are_stable_and_differ_by_parameters():
 def test_describe_lists_types_and_defaults():
     text = parameters.describe("scorers")
     assert "max_items" in text and "int>=2|None" in text and "default 1000" in text
-    assert "registry.embedded_scorers()" in text
+    assert "default_scorer_names()" in text
 
 
 def test_undeclared_notebook_reads_its_template(tmp_path, request):
@@ -96,3 +96,10 @@ def test_undeclared_notebook_reads_its_template(tmp_path, request):
 def test_param_type_is_checked_at_declaration():
     with pytest.raises(ValueError, match="type 'integer'"):
         Param("x", "integer", 0, "")
+
+
+def test_a_name_listed_twice_is_refused():
+    from analysis.parameters import ParameterError, check
+
+    with pytest.raises(ParameterError, match="clip-mini more than once"):
+        check("scorers", {"scorers": ["clip-mini", "clip-mini"]})

@@ -13,7 +13,7 @@ FAMILY = {"clip-mini": "dual", "uniter-mini": "single-stream", "blind": "text-on
 def row(analysis, model, dataset="stamp-scenes", **kw):
     base = {"analysis": analysis, "model": model, "label": LABELS[model], "family": FAMILY[model],
             "dataset": dataset, "heldout": "seen stamps, new combinations", "split": "test",
-            "trained_on_perturbations": model.endswith("+neg"), "ci_low": 0.0, "ci_high": 1.0,
+            "trained_on_perturbations": "yes" if model.endswith("+neg") else "no", "ci_low": 0.0, "ci_high": 1.0,
             "p": 0.5, "p_holm": 0.5, "test_family": "vs chance"}
     return {**base, **kw}
 
@@ -75,9 +75,16 @@ def test_perturbation_sentence_splits_above_below_and_rest_and_marks_ablations()
     rows = frame(pert("clip-mini", "replace_object", 0.95, 0.001), pert("clip-mini", "swap_relation", 0.2, 0.01),
                  pert("clip-mini", "replace_count", 0.55, 0.6), pert("uniter-mini+neg", "swap_relation", 0.9, 0.001))
     clip, neg = prose.perturbation_sentences(rows)
-    assert "(zero-shot)" in clip and "above chance on `replace_object` (0.95)" in clip
-    assert "below chance on `swap_relation` (0.20)" in clip and "at chance on the other 1" in clip
+    assert "(zero-shot: never trained on a rule-made perturbation)" in clip
+    assert "above chance on `replace_object` (0.95)" in clip
+    assert "below chance on `swap_relation` (0.20)" in clip and "not distinguishable from chance on the other 1" in clip
     assert "not zero-shot" in neg and "uniter-mini+neg" in neg
+
+
+def test_unknown_training_data_is_not_called_zero_shot():
+    rows = frame(pert("clip-mini", "replace_object", 0.95, 0.001)).assign(trained_on_perturbations=None)
+    (s,) = prose.perturbation_sentences(rows)
+    assert "training data unknown" in s and "(zero-shot" not in s
 
 
 def test_no_scene_dataset_means_no_perturbation_sentence_but_a_reason():
@@ -88,13 +95,31 @@ def test_comparisons_report_who_is_ahead_where():
     rows = frame(comp("clip-mini", "uniter-mini", "replace_object", 0.3, 0.001),
                  comp("clip-mini", "uniter-mini", "swap_relation", -0.2, 0.02),
                  comp("clip-mini", "uniter-mini", "replace_count", 0.05, 0.8),
+                 comp("clip-mini", "uniter-mini", "i2t_R@5", 0.4, 0.001, dataset="stamp-scenes-unseen"),
                  comp("clip-mini", "blind", "replace_count", 0.05, 0.8))
     s = prose.comparison_sentences(rows)
     assert len(s) == 2
-    assert "`clip-mini (CLIP-style stand-in)` is ahead on `replace_object` (+0.30" in s[0]
-    assert "`uniter-mini (UNITER-style stand-in)` is ahead on `swap_relation` (-0.20" in s[0]
-    assert "other 1" in s[0]
+    assert s[0].startswith("`clip-mini (CLIP-style stand-in)` vs `uniter-mini (UNITER-style stand-in)`: ")
+    assert "`clip-mini (CLIP-style stand-in)` is ahead on `stamp-scenes` `replace_object` (+0.30" in s[0]
+    assert "; on `stamp-scenes-unseen` `i2t_R@5` (+0.40" in s[0]
+    assert "`uniter-mini (UNITER-style stand-in)` is ahead on `stamp-scenes` `swap_relation` (-0.20" in s[0]
+    assert "other 1 measures" in s[0]
     assert "differ on none of the 1 measures" in s[1]
+
+
+def test_kind_sentences_separate_image_evidence_from_text_priors():
+    rows = frame(pert("clip-mini", "replace_object", 0.95, 0.001), pert("clip-mini", "shuffle_words", 0.9, 0.001),
+                 pert("clip-mini", "swap_relation", 0.5, 1.0), pert("blind", "shuffle_words", 1.0, 0.001),
+                 pert("blind", "replace_object", 0.5, 1.0), pert("uniter-mini+neg", "swap_relation", 0.9, 0.001))
+    none, image, both = prose.kind_sentences(rows)
+    assert none == "No zero-shot image-aware scorer is above chance on `swap_relation` on any scene set."
+    assert "`replace_object`" in image and "shuffle" not in image
+    assert "`shuffle_words`" in both
+
+
+def test_retrieval_sentences_keep_to_the_default_scorers():
+    rows = frame(retrieval("clip-mini", 0.9, 0.001), {**retrieval("uniter-mini+neg", 0.9, 0.001)})
+    assert len(prose.retrieval_sentences(rows)) == 1
 
 
 def test_comparisons_missing():
@@ -106,7 +131,7 @@ def test_family_sentences_skip_ablations():
     rows = frame(retrieval("clip-mini", 0.9, 0.001), pert("clip-mini", "replace_object", 0.95, 0.001),
                  pert("clip-mini", "swap_relation", 0.5, 1.0), pert("uniter-mini+neg", "swap_relation", 0.9, 0.001))
     (s,) = prose.family_sentences(rows)
-    assert s.startswith("**dual**") and "R@5 above chance" in s and "above chance on 1 of 2 perturbation kinds" in s
+    assert s.startswith("**dual**") and "R@5 above chance" in s and "uniter-mini+neg" not in s and "above chance on 1 of 2 perturbation kinds" in s
 
 
 def test_correction_sentence_counts_tests_per_family():
@@ -120,3 +145,11 @@ def test_correction_sentence_counts_tests_per_family():
                                     (np.nan, "p n/a")])
 def test_fmt_p(p, text):
     assert prose.fmt_p(p) == text
+
+
+def test_budget_sentence_lists_stand_ins_and_is_silent_without_budgets():
+    rows = frame(retrieval("clip-mini", 0.9, 0.001), retrieval("uniter-mini", 0.5, 0.001))
+    assert prose.budget_sentences(rows) == []
+    rows["train_budget"] = ["1500 steps × 256", ""]
+    (s,) = prose.budget_sentences(rows)
+    assert "`clip-mini (CLIP-style stand-in)`: 1500 steps × 256" in s and "uniter" not in s

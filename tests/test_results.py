@@ -85,3 +85,13 @@ def test_same_rows_give_the_same_bytes(tmp_path):
     b = results.write(_frame(extra="x"), tmp_path / "b")
     assert a["csv"].read_bytes() == b["csv"].read_bytes()
     assert a["parquet"].read_bytes() == b["parquet"].read_bytes()
+
+
+def test_results_outside_the_runner_go_to_a_scratch_folder_not_the_book(monkeypatch):
+    from analysis import results
+    from analysis.registry import ROOT
+
+    monkeypatch.delenv("STUDY_RESULTS", raising=False)
+    here = results.results_dir()
+    assert here == ROOT / "book" / "generated" / "runs" / "manual" / "results"
+    assert here != ROOT / "book" / "generated" / "results"

@@ -117,7 +117,9 @@ def test_retrieval_and_gap_rows_on_a_perfect_scorer(tmp_cache, tmp_path):
     rows, hits, S = scorer_eval.retrieval(sc, ds, images)
     vals = {r["metric"]: r["value"] for r in rows}
     r1 = next(r for r in rows if r["metric"] == "i2t_R@1")
-    assert r1["ci_high"] == 1.0 and r1["ci_low"] < 1.0 and r1["p"] == pytest.approx((1 / n) ** n)
+    assert r1["ci_high"] == 1.0 and r1["ci_low"] < 1.0 and "p" not in r1  # only R@5 is tested
+    r5 = next(r for r in rows if r["metric"] == "i2t_R@5")
+    assert r5["p"] == pytest.approx((5 / n) ** n) and r5["test_family"] == "vs chance"
     assert vals["i2t_R@1"] == vals["t2i_R@1"] == 1.0 and vals["chance_R@1"] == pytest.approx(1 / n)
     np.testing.assert_allclose(S, E, atol=1e-12)
     gap = {r["metric"]: r["value"] for r in scorer_eval.gap_rows(sc, images, ds, S)}
@@ -275,3 +277,25 @@ def test_chapter_runs_on_a_plugin_dataset_and_scorer_from_outside_the_package(tm
                      for c in nbformat.read(page, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
     assert "plugin-colour (colour-word stand-in)" in text
     assert "the perturbation test was skipped" in text and "No text-only baseline was in this run" in text
+
+
+def test_retrieval_counts_a_duplicate_caption_as_a_hit(tmp_cache, tmp_path):
+    """Two images with the same caption text: a perfect scorer retrieves either copy, so R@1 is 1, not ½ for
+    them; chance accounts for the extra true pair."""
+    from PIL import Image
+
+    from analysis.data.base import Item
+
+    E = np.eye(4)[[0, 0, 1, 2]]  # images 0 and 1 are the same kind
+    images = [Image.new("RGB", (10 + i, 10)) for i in range(4)]
+    for i, im in enumerate(images):
+        im.save(tmp_path / f"{i}.png")
+    caps = ["A zebra.", "a zebra", "a cup", "a car"]  # the first two differ only in case and punctuation
+    sc = Lookup({10 + i: E[i] for i in range(4)}, {c: E[i] for i, c in enumerate(caps)})
+    ds = [Item(f"i{i}", tmp_path / f"{i}.png", [caps[i]], "test") for i in range(4)]
+    assert scorer_eval.true_pairs(ds).sum() == 6
+    rows, hits, S = scorer_eval.retrieval(sc, ds, images)
+    vals = {r["metric"]: r for r in rows}
+    assert vals["i2t_R@1"]["value"] == 1.0 and vals["t2i_R@1"]["value"] == 1.0
+    assert vals["i2t_R@1"]["chance"] == pytest.approx((2 / 4 + 2 / 4 + 1 / 4 + 1 / 4) / 4)
+    assert vals["duplicate_captions"]["value"] == 2

@@ -23,28 +23,28 @@ def test_wilson_is_not_degenerate_at_zero_and_one():
     assert stats.wilson_interval(4, 10)[0] < lo < stats.wilson_interval(5, 10)[0]
 
 
-def brute_holm(p):
-    """Holm by its definition: reject in order while p_(i) <= alpha / (m - i + 1); the adjusted p of a
-    hypothesis is the smallest alpha at which it is rejected (searched on a fine grid)."""
-    m = len(p)
-    order = np.argsort(p)
-    out = np.empty(m)
-    for alpha_idx, i in enumerate(order):
-        out[i] = max(min(1.0, (m - j) * p[order[j]]) for j in range(alpha_idx + 1))
-    return out
+def holm_rejects(p, alpha):
+    """Holm's sequential procedure itself: walk up the sorted p-values, reject while p_(j) <= alpha / (m - j)."""
+    m, rejected = len(p), set()
+    for j, i in enumerate(np.argsort(p)):
+        if p[i] > alpha / (m - j):
+            break
+        rejected.add(i)
+    return rejected
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_holm_against_its_definition(seed):
-    p = np.random.default_rng(seed).uniform(0, 0.2, size=8)
-    np.testing.assert_allclose(stats.holm(p), brute_holm(p))
-    for alpha in (0.01, 0.05, 0.1):  # same rejections as the sequential procedure
-        m, rejected = len(p), set()
-        for j, i in enumerate(np.argsort(p)):
-            if p[i] > alpha / (m - j):
-                break
-            rejected.add(i)
-        assert rejected == set(np.flatnonzero(stats.holm(p) <= alpha))
+def test_holm_adjusted_p_is_the_smallest_alpha_that_rejects(seed):
+    """The adjusted p of a hypothesis is the smallest alpha at which the sequential procedure rejects it
+    (searched on a fine grid); rejections at any alpha agree with `holm(p) <= alpha`."""
+    p = np.random.default_rng(seed).uniform(0, 0.05, size=6)
+    grid = np.linspace(0, 0.35, 7001)
+    adjusted = stats.holm(p)
+    for i in range(len(p)):
+        first = next(a for a in grid if i in holm_rejects(p, a))
+        assert adjusted[i] == pytest.approx(first, abs=grid[1])
+    for alpha in (0.01, 0.05, 0.1):
+        assert holm_rejects(p, alpha) == set(np.flatnonzero(adjusted <= alpha))
 
 
 def test_holm_known_answer_and_nans():
@@ -107,3 +107,47 @@ def test_retrieval_hits_known_answers():
     assert stats.retrieval_hits(S, 1).tolist() == [0, 0, 0, 0]
     np.testing.assert_allclose(stats.retrieval_hits(S, 2), [1 / 3] * 4)
     np.testing.assert_allclose(stats.retrieval_hits(np.zeros((5, 5)), 2), [0.4] * 5)
+
+
+def monte_carlo_hits(S, P, k, draws=3000, seed=0):
+    """Break ties by a random permutation each draw; a hit when any true caption is in the top k."""
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(len(S))
+    for _ in range(draws):
+        jitter = rng.permutation(S.shape[1])[None, :] * 1e-9
+        order = np.argsort(-(S + jitter), axis=1, kind="stable")[:, :k]
+        hits += P[np.arange(len(S))[:, None], order].any(axis=1)
+    return hits / draws
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_retrieval_hits_with_duplicate_captions_match_monte_carlo(seed):
+    rng = np.random.default_rng(seed)
+    S = np.round(rng.normal(size=(9, 9)), 0)  # coarse scores: many ties
+    groups = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5])  # items 0-1 and 3-5 share their caption text
+    P = groups[:, None] == groups[None, :]
+    for k in (1, 2, 4):
+        np.testing.assert_allclose(stats.retrieval_hits(S, k, P), monte_carlo_hits(S, P, k), atol=0.04)
+
+
+def test_a_perfect_scorer_with_duplicate_captions_scores_one():
+    groups = np.array([0, 0, 1, 2])
+    P = groups[:, None] == groups[None, :]
+    S = P.astype(float)  # every true caption scores 1, every false one 0
+    assert stats.recall_at_k(S, 1) == pytest.approx(0.75)  # diagonal-only truth: the twin is a tie, 1/2 hit
+    assert stats.recall_at_k(S, 1, P) == 1.0
+    with pytest.raises(ValueError, match="at least one true caption"):
+        stats.retrieval_hits(S, 1, np.zeros_like(P))
+
+
+def test_wins_refuse_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        stats.wins(np.array([1.0, np.nan]), np.array([0.0, 0.0]))
+
+
+@pytest.mark.parametrize("n", [1, 7, 53, 120, 1000])
+def test_wilson_contains_the_estimate_exactly(n):
+    for x in (0, 0.5, 1, n / 2, n - 1, n):
+        lo, hi = stats.wilson_interval(x, n)
+        assert lo <= x / n <= hi
+    assert stats.wilson_interval(0, n)[0] == 0.0 and stats.wilson_interval(n, n)[1] == 1.0

@@ -124,9 +124,10 @@ def training_pool() -> list[dict]:
 
 def unseen_pool() -> list[dict]:
     """The object pool of ``stamp-scenes-unseen``: :func:`object_pool` of the tuxpaint *test* stamps,
-    without any name that is in :func:`training_pool`."""
-    seen = {p["name"] for p in training_pool()}
-    return [p for p in object_pool(_stamps("test")) if p["name"] not in seen]
+    without any name that is the object name of a tuxpaint *train* or *val* stamp (whether or not it made
+    it into :func:`training_pool`): the stand-ins train on every train stamp's caption."""
+    seen = {it.meta["object"].lower() for split in ("train", "val") for it in _stamps(split)}
+    return [p for p in object_pool(_stamps("test")) if p["name"].lower() not in seen]
 
 
 def scene_split(graph: dict, seed: int) -> str:
@@ -190,4 +191,4 @@ def load_unseen(split: str | None = None, limit: int | None = None, n_scenes: in
     """The ``stamp-scenes-unseen`` dataset: scenes of held-out (test-split) stamps only; every item is ``test``."""
     folder, index, src = _render_set("stamp-scenes-unseen", unseen_pool(), n_scenes, seed, "unseen")
     return _dataset("stamp-scenes-unseen", folder, index, src, lambda g: "test", split, limit, seed, n_scenes,
-                    "test-split stamps not named in the training pool")
+                    "test-split stamps whose object no train or val stamp names")
