@@ -103,30 +103,6 @@ def lengths_frame(loaded: dict[str, Dataset]) -> pd.DataFrame:
     return pd.concat([lengths(ds) for ds in loaded.values()], ignore_index=True)
 
 
-def summary_text(rows: pd.DataFrame) -> str:
-    """The 'what this shows' paragraph, computed from the card rows."""
-    v = rows.pivot_table(index="dataset", columns="metric", values="value", sort=False)
-    total = int(v["items"].sum())
-    longest = v["caption_words_mean"].idxmax()
-    shortest = v["caption_words_mean"].idxmin()
-    skipped = int(v["skipped_images"].sum())
-    fallbacks = sorted({n for s in rows.get("stands_in_for", rows.loc[rows.fallback != "", "requested"])
-                        for n in str(s).split(", ") if n})
-    text = (f"The {len(v)} datasets hold {total} images in all. Captions differ in kind as much as in length: "
-            f"`{longest}` has the longest references (mean {v.loc[longest, 'caption_words_mean']:.1f} words) and "
-            f"`{shortest}` the shortest (mean {v.loc[shortest, 'caption_words_mean']:.1f} words). "
-            f"{skipped} image(s) could not be used (undecodable, or damaged in the cache) and were skipped. ")
-    if fallbacks:
-        text += f"These requested datasets could not be had and were replaced by `{FALLBACK}`: {', '.join(fallbacks)}. "
-    scene_sets = [n for n in ("stamp-scenes", "stamp-scenes-unseen") if n in v.index]
-    if scene_sets:
-        names = " and ".join(f"`{n}`" for n in scene_sets)
-        text += (f"Only {names} {'has' if len(scene_sets) == 1 else 'have'} a known scene graph (objects, counts, "
-                 "sizes, one relation), which is what lets later chapters build controlled hard negatives; "
-                 "scene references are generated, not human-written.")
-    return text
-
-
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset: counts as integers, mean caption length to one decimal."""
     v = rows.pivot_table(index="dataset", columns="metric", values="value", sort=False)

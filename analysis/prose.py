@@ -250,3 +250,54 @@ def budget_sentences(rows: pd.DataFrame) -> list[str]:
     listed = "; ".join(f"`{r.label}`: {r.train_budget}" for r in b.itertuples())
     return [f"The stand-ins were trained here under different budgets ({listed}), so a difference between two of "
             "them is a difference between these stand-ins, not between their architectures in general."]
+
+
+# ----------------------------------------------------------------------------- the data chapter
+def datacards_sentences(rows: pd.DataFrame) -> list[str]:
+    """What the dataset cards add up to: images in all, longest and shortest captions, skipped images, fallbacks,
+    and which datasets carry a scene graph (``caption_source`` says the captions come from one)."""
+    if rows.empty:
+        return ["No dataset was loaded."]
+    v = rows.pivot_table(index="dataset", columns="metric", values="value", sort=False)
+    longest, shortest = v["caption_words_mean"].idxmax(), v["caption_words_mean"].idxmin()
+    out = [f"The {len(v)} datasets hold {int(v['items'].sum())} images in all.",
+           f"Captions differ in kind as much as in length: `{longest}` has the longest references (mean "
+           f"{v.loc[longest, 'caption_words_mean']:.1f} words) and `{shortest}` the shortest (mean "
+           f"{v.loc[shortest, 'caption_words_mean']:.1f} words).",
+           f"{int(v['skipped_images'].sum())} image(s) could not be used (undecodable, or damaged in the cache) "
+           "and were skipped."]
+    if "stands_in_for" in rows:
+        src = rows["stands_in_for"]
+    elif {"fallback", "requested"} <= set(rows.columns):
+        src = rows.loc[rows.fallback.fillna("") != "", "requested"]
+    else:
+        src = pd.Series(dtype=str)
+    fallbacks = sorted({n for x in src.dropna() for n in str(x).split(", ") if n})
+    if fallbacks:
+        from analysis.datacards import FALLBACK
+
+        out.append(f"These requested datasets could not be had and were replaced by `{FALLBACK}`: "
+                   f"{', '.join(fallbacks)}.")
+    if "caption_source" in rows:
+        scene = list(dict.fromkeys(rows.loc[rows.caption_source.astype(str).str.contains("scene graph"), "dataset"]))
+        if scene:
+            out.append(f"Only {names_list(scene)} {'has' if len(scene) == 1 else 'have'} a known scene graph "
+                       "(objects, counts, sizes, one relation), which is what lets later chapters build controlled "
+                       "hard negatives; scene references are generated, not human-written.")
+    return out
+
+
+# ----------------------------------------------------------------------------- the reproducibility appendix
+def provenance_sentences(rows: pd.DataFrame) -> list[str]:
+    """The commit, how many package versions were recorded (and which are missing), and how many cache entries
+    verified against their manifests (and which failed)."""
+    pk = rows[rows.section == "package"]
+    missing = pk[pk.value == "missing"]["dataset"].tolist()
+    entries = rows[rows.metric == "entry_sha256"]
+    ok = entries["verified"].astype(bool) if "verified" in entries else pd.Series(False, index=entries.index)
+    damaged = entries.loc[~ok, "dataset"].tolist()
+    commit = rows.loc[rows.metric == "git_commit", "value"]
+    return [f"Built from commit `{commit.iloc[0] if len(commit) else 'unknown'}` with {len(pk)} recorded package "
+            f"versions" + (f" ({len(missing)} missing: {', '.join(missing)})" if missing else " (none missing)")
+            + f" and {int(ok.sum())} cache entries verified against their manifests"
+            + (f" ({len(damaged)} failed verification: {', '.join(damaged)})." if damaged else ".")]

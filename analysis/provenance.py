@@ -105,17 +105,3 @@ def versions_table() -> pd.DataFrame:
             rows.append({"package": n, "version": "missing"})
     rows.append({"package": "study (git)", "version": git_commit()})
     return pd.DataFrame(rows).set_index("package").T
-
-
-def summary_text(rows: pd.DataFrame) -> str:
-    """One computed sentence about this appendix's contents."""
-    pk = rows[rows.section == "package"]
-    missing = pk[pk.value == "missing"]["dataset"].tolist()
-    entries = rows[rows.metric == "entry_sha256"]
-    n_cache = int(entries["verified"].astype(bool).sum()) if "verified" in entries else 0
-    damaged = entries.loc[~entries["verified"].astype(bool), "dataset"].tolist() if "verified" in entries else []
-    commit = rows.loc[rows.metric == "git_commit", "value"].iloc[0]
-    return (f"Built from commit `{commit}` with {len(pk)} recorded package versions"
-            + (f" ({len(missing)} missing: {', '.join(missing)})" if missing else " (none missing)")
-            + f" and {n_cache} cache entries verified against their manifests"
-            + (f" ({len(damaged)} failed verification: {', '.join(damaged)})." if damaged else "."))

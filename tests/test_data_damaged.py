@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from analysis import cache, datacards
+from analysis import cache, datacards, prose
 from analysis.data import debian, scenes, tuxpaint
 from analysis.data.base import DataUnavailable
 
@@ -178,5 +178,5 @@ def test_fallback_dataset_keeps_its_own_name_and_is_carded_once(monkeypatch):
     assert set(rows.stands_in_for) == {"tuxpaint-stamps, stamp-scenes"}
     card = datacards.card_markdown(loaded["sample-photos"], rows)
     assert "stands in for tuxpaint-stamps, stamp-scenes" in card and "network unreachable" in card
-    assert "replaced by `sample-photos`: stamp-scenes, tuxpaint-stamps" in datacards.summary_text(rows)
+    assert "replaced by `sample-photos`: stamp-scenes, tuxpaint-stamps" in " ".join(prose.datacards_sentences(rows))
     assert int(datacards.summary_table(rows).loc["sample-photos", "items"]) == 14

@@ -153,3 +153,32 @@ def test_budget_sentence_lists_stand_ins_and_is_silent_without_budgets():
     rows["train_budget"] = ["1500 steps × 256", ""]
     (s,) = prose.budget_sentences(rows)
     assert "`clip-mini (CLIP-style stand-in)`: 1500 steps × 256" in s and "uniter" not in s
+
+
+def card(dataset, items, words, skipped=0, caption_source="human-written", **extra):
+    return [{"dataset": dataset, "metric": m, "value": v, "caption_source": caption_source, **extra}
+            for m, v in (("items", items), ("caption_words_mean", words), ("skipped_images", skipped))]
+
+
+def test_datacards_sentences_on_constructed_cards():
+    rows = pd.DataFrame(card("a", 10, 3.0) + card("b", 5, 12.5, 2)
+                        + card("s", 7, 6.0, caption_source="generated from the scene graph (5 templates)"))
+    text = " ".join(prose.datacards_sentences(rows))
+    assert "The 3 datasets hold 22 images in all." in text
+    assert "`b` has the longest references (mean 12.5 words) and `a` the shortest (mean 3.0 words)" in text
+    assert "2 image(s) could not be used" in text and "Only `s` has a known scene graph" in text
+    assert "replaced by" not in text
+
+
+def test_datacards_sentences_name_fallbacks_and_no_scene_sets():
+    rows = pd.DataFrame(card("sample-photos", 14, 8.7, stands_in_for="tuxpaint-stamps, stamp-scenes"))
+    text = " ".join(prose.datacards_sentences(rows))
+    assert "replaced by `sample-photos`: stamp-scenes, tuxpaint-stamps" in text and "scene graph" not in text
+    assert prose.datacards_sentences(pd.DataFrame()) == ["No dataset was loaded."]
+
+
+def test_provenance_sentence_without_a_commit_or_cache():
+    rows = pd.DataFrame([{"section": "package", "dataset": "numpy", "metric": "version", "value": "missing"}])
+    (s,) = prose.provenance_sentences(rows)
+    assert s == ("Built from commit `unknown` with 1 recorded package versions (1 missing: numpy) and 0 cache "
+                 "entries verified against their manifests.")

@@ -1,7 +1,7 @@
 """The Reproducibility page's rows: seeds and smoke per result table, verified cache entries."""
 import pandas as pd
 
-from analysis import provenance, results
+from analysis import prose, provenance, results
 
 
 def _table(folder, name, seed, smoke):
@@ -28,7 +28,7 @@ def test_summary_names_cache_entries_that_fail_verification():
         {"section": "cache", "dataset": "scenes/bbb", "metric": "entry_sha256", "value": "y", "verified": False},
         {"section": "code", "dataset": "study", "metric": "git_commit", "value": "abc"},
     ])
-    text = provenance.summary_text(rows)
+    (text,) = prose.provenance_sentences(rows)
     assert "1 cache entries verified against their manifests (1 failed verification: scenes/bbb)" in text
 
 
