@@ -56,14 +56,17 @@ def _parameter_tables(names: list[str] | None) -> str:
 def cmd_list(args) -> int:
     import pandas as pd
 
-    regs = {"models": SCORERS, "datasets": DATASETS, "notebooks": NOTEBOOKS}
+    from analysis.registry import METRICS
+
+    regs = {"models": SCORERS, "datasets": DATASETS, "metrics": METRICS, "notebooks": NOTEBOOKS}
     if args.what and args.what not in regs:
         if args.what in NOTEBOOKS:  # a notebook's name: its parameters
             print(_parameter_tables([args.what]))
             return 0
         NOTEBOOKS.entry(args.what)  # UnknownNameError with the close matches
     pd.set_option("display.max_colwidth", 90, "display.width", 200)
-    for title, reg in (("models (scorers)", SCORERS), ("datasets", DATASETS), ("notebooks", NOTEBOOKS)):
+    for title, reg in (("models (scorers)", SCORERS), ("datasets", DATASETS), ("caption metrics", METRICS),
+                       ("notebooks", NOTEBOOKS)):
         if args.what is None or regs[args.what] is reg:
             print(f"\n{title}:\n{reg.table().to_string(index=False)}")
     if args.what in (None, "notebooks"):
@@ -166,9 +169,9 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("list", help="list registered models, datasets and notebooks, or one notebook's parameters")
+    s = sub.add_parser("list", help="list registered models, datasets, caption metrics and notebooks, or one notebook's parameters")
     s.add_argument("what", nargs="?", metavar="WHAT",
-                   help=f"models, datasets or notebooks; or a notebook name ({', '.join(NOTEBOOKS.names())}) to "
+                   help=f"models, datasets, metrics or notebooks; or a notebook name ({', '.join(NOTEBOOKS.names())}) to "
                         f"show its parameters")
     s.set_defaults(fn=cmd_list)
 

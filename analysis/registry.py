@@ -244,6 +244,32 @@ SCORERS = Registry("scorer", [
           {"family": "two-stream", "source": "published", "form": "blip-itm:<folder>"}),
 ])
 
+# --------------------------------------------------------------------------- caption metrics
+METRICS = Registry("metric", [
+    Entry("bleu-1", "analysis.metrics:bleu_1", "BLEU-1 (pycocoevalcap, PTB tokenizer; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("bleu-2", "analysis.metrics:bleu_2", "BLEU-2 (pycocoevalcap, PTB tokenizer; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("bleu-3", "analysis.metrics:bleu_3", "BLEU-3 (pycocoevalcap, PTB tokenizer; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("bleu-4", "analysis.metrics:bleu_4", "BLEU-4 (pycocoevalcap, PTB tokenizer; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("meteor", "analysis.metrics:meteor", "METEOR 1.5 (pycocoevalcap jar; one JVM per call; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("rouge-l", "analysis.metrics:rouge_l", "ROUGE-L (pycocoevalcap, PTB tokenizer; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("cider-d", "analysis.metrics:cider_d", "CIDEr-D (pycocoevalcap Cider, PTB tokenizer; needs Java)",
+          {"source": "pycocoevalcap", "images": False}),
+    Entry("clip-s:", "analysis.metrics:clip_score",
+          "CLIP-S as in the clipscore code (w = 2.5, prefix 'A photo depicts ') over a dual-encoder scorer",
+          {"source": "clipscore definition", "images": True, "form": "clip-s:<dual-encoder scorer name>"}),
+    Entry("refclip-s:", "analysis.metrics:ref_clip_score",
+          "RefCLIP-S: harmonic mean of CLIP-S and the best reference cosine, over a dual-encoder scorer",
+          {"source": "clipscore definition", "images": True, "form": "refclip-s:<dual-encoder scorer name>"}),
+    Entry("score:", "analysis.metrics:scorer_score", "any scorer as a metric: the mean of its per-pair scores",
+          {"source": "the scorer", "images": True, "form": "score:<scorer name>"}),
+])
+
 # --------------------------------------------------------------------------- notebooks
 NOTEBOOKS = Registry("notebook", [
     Entry("data", "analysis.datacards:run_datacards",
@@ -261,6 +287,11 @@ NOTEBOOKS = Registry("notebook", [
 def get_dataset(name: str, **kwargs):
     """``get_dataset("stamp-scenes", split="test")`` -> :class:`analysis.data.base.Dataset`."""
     return DATASETS.get(name, **kwargs)
+
+
+def get_metric(name: str, **kwargs):
+    """``get_metric("cider-d")`` or ``get_metric("clip-s:clip-mini")`` -> :class:`analysis.metrics.Metric`."""
+    return METRICS.get(name, **kwargs)
 
 
 def get_scorer(name: str, **kwargs):
