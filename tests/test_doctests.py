@@ -1,0 +1,14 @@
+"""The formulas' doctests run as tests (every module whose docstrings carry examples)."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["analysis.metrics", "analysis.linguistics", "analysis.registry", "analysis.parameters"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name),
+                             optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -1,0 +1,58 @@
+"""Sentence-pattern measures on captions with known answers (templates, entropy, distinct-n, rep-n)."""
+import math
+
+import numpy as np
+import pytest
+
+from analysis import linguistics as lx
+
+FIGURE_1 = ["a bunch of bananas on a table", "a bunch of the bananas table",
+            "a closeup image that is a a bunch but a a bananas but a a table"]
+
+
+def test_pos_templates_of_simple_captions():
+    docs = lx.parse(["A zebra on the grass.", "Two red apples."])
+    assert lx.pos_template(docs[0]) == "DET NOUN ADP DET NOUN"
+    assert lx.pos_template(docs[1]) == "NUM ADJ NOUN"
+    assert lx.words(docs[0]) == ["a", "zebra", "on", "the", "grass"]
+
+
+def test_entropy_known_answers():
+    assert lx.entropy(["x"] * 8) == 0.0
+    assert lx.entropy(list("abcd")) == pytest.approx(2.0)
+    p = np.array([0.5, 0.25, 0.25])
+    assert lx.entropy(["a", "a", "b", "c"]) == pytest.approx(-(p * np.log2(p)).sum())
+    assert lx.entropy([]) == 0.0
+
+
+def test_distinct_and_rep_n_by_counting():
+    toks = "a a bunch but a a bananas but a a table".split()
+    bigrams = list(zip(toks, toks[1:]))
+    assert lx.rep_n(toks, 2) == pytest.approx(1 - len(set(bigrams)) / len(bigrams))
+    assert lx.rep_n(toks, 1) == pytest.approx(1 - 5 / 11)
+    assert lx.rep_n("a bunch of bananas".split(), 1) == 0.0 and lx.rep_n(["one"], 2) == 0.0
+    assert lx.distinct_n([["a", "b"], ["a", "b"]], 2) == 0.5 and math.isnan(lx.distinct_n([["a"]], 2))
+
+
+def test_the_degenerate_figure_1_caption_repeats_itself_most():
+    df = lx.per_caption(FIGURE_1)
+    assert df["rep_2"].idxmax() == 2 and df.loc[0, "rep_2"] == 0.0
+    assert df.loc[2, "rep_1"] > df.loc[0, "rep_1"]
+
+
+def test_a_fixed_pattern_set_has_lower_entropy_and_fewer_distinct_bigrams():
+    fixed = [f"a photo of a {w} on a table" for w in ("cat", "dog", "cup", "car", "hat", "pen")]
+    varied = ["a cat sleeps on the sofa", "two dogs run across a beach", "the red cup is empty",
+              "cars parked along a street at night", "someone wears a straw hat", "pens lie scattered"]
+    f, v = lx.pattern_summary(fixed), lx.pattern_summary(varied)
+    assert f["template_entropy"] == 0.0 and f["top_template_share"] == 1.0 and f["top_prefix_share"] == 1.0
+    assert v["template_entropy"] == pytest.approx(math.log2(6)) == v["max_entropy"]
+    assert f["distinct_2"] < v["distinct_2"] and f["vocabulary"] < v["vocabulary"]
+    assert f["top_templates"][0] == ("DET NOUN ADP DET NOUN ADP DET NOUN", 6)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(TypeError, match="caption 1 is NoneType"):
+        lx.parse(["fine", None])
+    with pytest.raises(ValueError, match="no captions"):
+        lx.pattern_summary([])
