@@ -113,3 +113,53 @@ def pattern_summary(captions: Sequence[str], *, top: int = 5) -> dict:
             "rep_1": float(df["rep_1"].mean()), "rep_2": float(df["rep_2"].mean()),
             "mean_words": float(df["words"].mean()), "vocabulary": len({w for t in toks for w in t}),
             "top_templates": tmpl.most_common(top), "top_prefixes": pre.most_common(top)}
+
+
+# ----------------------------------------------------------------------------- visual words
+def noun_lemmas(doc) -> list[str]:
+    """Lower-case lemmas of a parsed caption's nouns (``NOUN`` and ``PROPN``)."""
+    return [t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN")]
+
+
+def visual_vocabulary(object_names: Sequence[str], captions: Sequence[str] = ()) -> frozenset[str]:
+    """Words that name something that can be seen: the head noun (last word) of every scene object name, plus
+    the noun lemmas of ``captions`` (e.g. the embedded datasets' human-written captions). (A WordNet
+    ``physical_entity`` test is the planned complement; see the closing note of issue 8.)"""
+    heads = {n.lower().split()[-1] for n in object_names if n.strip()}
+    heads |= {lem for d in parse([n for n in object_names if n.strip()]) for lem in noun_lemmas(d)}
+    return frozenset(heads | {lem for d in parse(list(captions)) for lem in noun_lemmas(d)})
+
+
+def visual_word_counts(captions: Sequence[str], vocabulary: frozenset[str]) -> "pd.DataFrame":
+    """Per caption: ``visual_words`` (the noun lemmas in ``vocabulary``, in order), their ``count`` and the
+    ``ratio`` = count / number of words (0 for an empty caption)."""
+    import pandas as pd
+
+    rows = []
+    for c, doc in zip(captions, parse(captions)):
+        vis = [lem for lem in noun_lemmas(doc) if lem in vocabulary]
+        n = len(words(doc))
+        rows.append({"caption": c, "visual_words": vis, "count": len(vis), "ratio": len(vis) / n if n else 0.0})
+    return pd.DataFrame(rows)
+
+
+def chair(captions: Sequence[str], truths: Sequence[Sequence[str]], objects: Sequence[str]) -> dict:
+    """CHAIR (Rohrbach et al. 2018) against known scene contents. A mention is a caption noun lemma that is one
+    of the ``objects`` (the lemmatised head nouns of every object name that can occur); it is correct when it is
+    among that caption's ``truths`` (the objects in its image), hallucinated otherwise.
+    ``CHAIR-i = #hallucinated mentions / #mentions`` and ``CHAIR-s = #captions with a hallucination / #captions``.
+    """
+    if len(captions) != len(truths):
+        raise ValueError(f"{len(captions)} captions but {len(truths)} sets of true objects")
+    heads = lambda names: {lem for d in parse([n for n in names]) for lem in (noun_lemmas(d)[-1:] or [])}  # noqa: E731
+    vocab = heads(objects)
+    mentions = hallucinated = bad_captions = 0
+    for doc, truth in zip(parse(captions), truths):
+        present = heads(truth)
+        mine = [lem for lem in noun_lemmas(doc) if lem in vocab]
+        wrong = [lem for lem in mine if lem not in present]
+        mentions += len(mine)
+        hallucinated += len(wrong)
+        bad_captions += bool(wrong)
+    return {"chair_i": hallucinated / mentions if mentions else 0.0, "chair_s": bad_captions / len(captions)
+            if len(captions) else 0.0, "mentions": mentions, "hallucinated": hallucinated}

@@ -56,3 +56,22 @@ def test_bad_input_is_refused():
         lx.parse(["fine", None])
     with pytest.raises(ValueError, match="no captions"):
         lx.pattern_summary([])
+
+
+def test_visual_words_counted_by_lemma_against_a_vocabulary():
+    vocab = lx.visual_vocabulary(["apple", "pink flamingo", "teddy bear"], ["A table in a kitchen."])
+    assert {"apple", "flamingo", "bear", "table", "kitchen"} <= vocab
+    df = lx.visual_word_counts(["two apples next to a flamingo", "it is very nice"], vocab)
+    assert df.loc[0, "visual_words"] == ["apple", "flamingo"] and df.loc[0, "count"] == 2
+    assert df.loc[0, "ratio"] == pytest.approx(2 / 6) and df.loc[1, "count"] == 0
+
+
+def test_chair_counts_hallucinated_objects_by_hand():
+    objects = ["apple", "zebra", "boat", "teddy bear"]
+    caps = ["two apples and a zebra", "a boat next to a zebra", "a teddy bear", "a picture"]
+    truths = [["apple", "zebra"], ["boat"], ["apple"], ["boat"]]
+    out = lx.chair(caps, truths, objects)
+    # mentions: apple, zebra | boat, zebra | bear  -> 5; hallucinated: zebra (2nd), bear (3rd) -> 2
+    assert out == {"chair_i": 2 / 5, "chair_s": 2 / 4, "mentions": 5, "hallucinated": 2}
+    with pytest.raises(ValueError, match="2 captions but 1 sets"):
+        lx.chair(caps[:2], truths[:1], objects)
