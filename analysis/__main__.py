@@ -219,7 +219,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_all)
 
     s = sub.add_parser("bench", help="benchmarks: ratios against a reference measured in the same run")
-    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers")
+    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap)")
     s.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark itself runs")
     s.set_defaults(fn=cmd_bench)
     return p

@@ -174,6 +174,25 @@ def cider_d() -> Metric:
     return CocoMetric("cider-d", "CIDEr-D", PYCOCO, extra={"make": make})
 
 
+class FastCider(Metric):
+    """CIDEr-D by :class:`analysis.cider.CiderD` (pure numpy) after the same PTB tokenizer: equal to
+    pycocoevalcap's to 1e-6 when, as here, the document frequencies come from ``gts``. For SCST rewards
+    build ``CiderD(training references)`` once and call ``.score`` (no JVM per step)."""
+
+    def compute_score(self, gts, res, images=None):
+        from analysis.cider import CiderD
+
+        ids = check_inputs(gts, res)
+        require_java(self.name)
+        g, r = ptb_tokenize(gts, res)
+        return CiderD().compute_score({k: g[k] for k in ids}, {k: r[k] for k in ids})
+
+
+def cider_d_fast() -> Metric:
+    """CIDEr-D re-implemented in numpy (:mod:`analysis.cider`), for rewards; same numbers as ``cider-d``."""
+    return FastCider("cider-d-fast", "CIDEr-D (fast)", "analysis.cider (CIDEr-D as pycocoevalcap 1.2 defines it)")
+
+
 # ----------------------------------------------------------------------------- CLIP-S family
 def clip_s(image: np.ndarray, text: np.ndarray, *, w: float = CLIP_S_WEIGHT) -> np.ndarray:
     """Per-item CLIP-S (Hessel et al. 2021): ``w · max(cos(v, c), 0)`` for row-wise L2-normalised image
