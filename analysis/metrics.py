@@ -193,6 +193,27 @@ def cider_d_fast() -> Metric:
     return FastCider("cider-d-fast", "CIDEr-D (fast)", "analysis.cider (CIDEr-D as pycocoevalcap 1.2 defines it)")
 
 
+class SceneGraphF1(Metric):
+    """``sg-f1 (SPICE-style stand-in)``: F1 of the candidate's tuples against its scene graph
+    (:mod:`analysis.scene_parse`); needs ``graphs={id: scene graph}``, so it applies to stamp scenes only."""
+
+    def compute_score(self, gts, res, images=None, graphs=None):
+        from analysis.scene_parse import sg_f1
+
+        ids = check_inputs(gts, res)
+        if graphs is None or any(k not in graphs for k in ids):
+            raise ValueError(f"{self.name}: pass graphs={{id: scene graph}} for every id (stamp scenes carry "
+                             "them in item.meta['graph']); SPICE itself cannot run offline")
+        per = np.asarray(sg_f1([res[k][0] for k in ids], [graphs[k] for k in ids]), dtype=float)
+        return float(per.mean()), per
+
+
+def sg_f1() -> Metric:
+    """sg-f1 (SPICE-style stand-in): scene-graph tuple F1 from a spaCy parse, for stamp scenes."""
+    return SceneGraphF1("sg-f1", "sg-f1 (SPICE-style stand-in)", "analysis.scene_parse (spaCy parse; not SPICE)",
+                        stand_in=True)
+
+
 # ----------------------------------------------------------------------------- CLIP-S family
 def clip_s(image: np.ndarray, text: np.ndarray, *, w: float = CLIP_S_WEIGHT) -> np.ndarray:
     """Per-item CLIP-S (Hessel et al. 2021): ``w · max(cos(v, c), 0)`` for row-wise L2-normalised image

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.registry", "analysis.parameters"]
+MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.scene_parse", "analysis.registry", "analysis.parameters"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -170,3 +170,15 @@ def test_registry_metrics_over_an_embedded_stand_in():
     s = registry.get_metric("score:blind", smoke=True)
     corpus, per = s.compute_score(gts, true, images)
     assert per.shape == (6,) and corpus == pytest.approx(per.mean()) and "text-only baseline" in s.label
+
+
+def test_sg_f1_metric_needs_graphs_and_scores_the_true_caption_highest():
+    g = {"objects": [{"name": "apple", "count": 2, "size": "big"}], "relations": []}
+    gts = {"x": ["two big apples"], "y": ["two big apples"]}
+    res = {"x": ["two big apples"], "y": ["a small cat"]}
+    m = registry.get_metric("sg-f1")
+    assert m.info()["stand_in"] is True and "SPICE-style stand-in" in m.label
+    corpus, per = m.compute_score(gts, res, graphs={"x": g, "y": g})
+    assert per.tolist() == [1.0, 0.0] and corpus == 0.5
+    with pytest.raises(ValueError, match="pass graphs"):
+        m.compute_score(gts, res)
