@@ -49,8 +49,7 @@ def _child(name: str, smoke: bool, out) -> None:
     if name == "__reference__":
         out.put({"peak_mb": _peak_mb()})
         return
-    kwargs = {"smoke": smoke} if registry.SCORERS.entry(name).meta.get("source") == "embedded" else {}
-    scorer = registry.get_scorer(name, **kwargs)
+    scorer = registry.build_scorer(name, smoke=smoke)
     ds = registry.get_dataset("sample-photos")
     items = [ds[i % len(ds)] for i in range(BATCH if not smoke else 8)]
     images = [it.image() for it in items]

@@ -291,8 +291,7 @@ class ScorerMetric(Metric):
 def _scorer(name: str, **kwargs):
     from analysis import registry
 
-    embedded = registry.SCORERS.entry(name).meta.get("source") == "embedded"
-    return registry.get_scorer(name, **kwargs) if embedded else registry.get_scorer(name)
+    return registry.build_scorer(name, **kwargs)
 
 
 def clip_score(scorer_name: str, *, w: float = CLIP_S_WEIGHT, prefix: str = CLIP_S_PREFIX, **kwargs) -> Metric:

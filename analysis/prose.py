@@ -41,11 +41,6 @@ def names_list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
-def label_of(rows: pd.DataFrame, model: str) -> str:
-    lab = rows.loc[rows.model == model, "label"] if "label" in rows else pd.Series(dtype=str)
-    return str(lab.iloc[0]) if len(lab) else model
-
-
 ZERO_SHOT = {"yes": "(trained on these perturbation kinds: not zero-shot)",
              "no": "(zero-shot: never trained on a rule-made perturbation)",
              "unknown": "(training data unknown: zero-shot not guaranteed)"}

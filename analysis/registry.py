@@ -300,6 +300,12 @@ def get_metric(name: str, **kwargs):
     return METRICS.get(name, **kwargs)
 
 
+def build_scorer(name: str, **training):
+    """A scorer by name, with ``training`` settings (``smoke``, ``seed``) passed only to embedded stand-ins,
+    which train on first use; published and local weights take none."""
+    return get_scorer(name, **training) if SCORERS.entry(name).meta.get("source") == "embedded" else get_scorer(name)
+
+
 def get_scorer(name: str, **kwargs):
     """``get_scorer("clip-mini")`` or ``get_scorer("clip:ViT-B-32/openai")`` -> a scorer."""
     return SCORERS.get(name, **kwargs)

@@ -58,9 +58,6 @@ class ScorerEval:
     dists: pd.DataFrame
     timings: pd.DataFrame
 
-    def __iter__(self):  # rows, dists = run_scorer_eval(...) keeps working
-        return iter((self.rows, self.dists))
-
 
 # ----------------------------------------------------------------------------- which items, which scorers
 def eval_split(name: str) -> str:
@@ -119,12 +116,6 @@ def train_budget(scorer) -> str:
     the families' stand-ins are trained under different budgets, which the chapter must show."""
     sched = getattr(scorer, "meta", {}).get("recipe", {}).get("config", {}).get("schedule")
     return f"{sched['steps']} steps × {sched['batch_size']}" if sched else ""
-
-
-def build_scorer(name: str, *, smoke: bool, seed: int):
-    """A scorer from the registry; embedded stand-ins are trained (or loaded) at ``smoke``/``seed``."""
-    embedded = scorer_meta(name).get("source") == "embedded"
-    return registry.get_scorer(name, smoke=smoke, seed=seed) if embedded else registry.get_scorer(name)
 
 
 # ----------------------------------------------------------------------------- cached scores
@@ -260,7 +251,7 @@ def comparison_rows(per_item: dict, scored: list[str], *, seed: int, n_boot: int
 
     ``per_item[(dataset, model, measure)]`` holds per-item outcomes (perturbation wins under the kind's
     name, per-query hits under ``i2t_R@k``). The difference of the means gets a paired bootstrap 95%
-    interval (:func:`analysis.stats.paired_difference`) and the exact McNemar p
+    interval (:func:`analysis.stats.paired_interval`) and the exact McNemar p
     (:func:`analysis.stats.mcnemar_exact`: a sign test on the items where the two differ). An exact
     test, not a resampled one, so its p can be small enough to survive Holm over a large family.
     """
@@ -271,7 +262,7 @@ def comparison_rows(per_item: dict, scored: list[str], *, seed: int, n_boot: int
             if (dataset, a, measure) not in per_item or (dataset, b, measure) not in per_item:
                 continue
             xa, xb = per_item[(dataset, a, measure)], per_item[(dataset, b, measure)]
-            diff, lo, hi, _ = stats.paired_difference(xa, xb, seed=seed, n_resamples=n_boot)
+            diff, lo, hi = stats.paired_interval(xa, xb, seed=seed, n_resamples=n_boot)
             n_ab, n_ba, p = stats.mcnemar_exact(xa, xb)
             out.append({"analysis": "comparison", "dataset": dataset, "model": a, "other": b, "measure": measure,
                         "metric": "difference", "value": diff, "ci_low": lo, "ci_high": hi, "n": len(xa),
@@ -310,7 +301,7 @@ def run_scorer_eval(scorers: list[str] | None = None, datasets: list[str] | None
     frames, dists, timings, per_item = [], [], [], {}
     for sname in tqdm(scorers, desc="scorers"):
         t = time.perf_counter()
-        scorer = build_scorer(sname, smoke=smoke, seed=seed)
+        scorer = registry.build_scorer(sname, smoke=smoke, seed=seed)
         timings.append({"run": "scorers", "model": sname, "what": "build or load", "seconds": time.perf_counter() - t})
         info = scorer.info()
         common = dict(run="scorers", model=sname, source=info["source"], pretrained=info["pretrained"], seed=seed,

@@ -113,31 +113,26 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
     return n_ab, n_ba, p
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int, n_resamples: int = 1000,
-                      confidence: float = 0.95) -> tuple[float, float, float, float]:
+def paired_interval(a: np.ndarray, b: np.ndarray, *, seed: int, n_resamples: int = 1000,
+                    confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean paired difference ``d̄ = mean_i (a_i − b_i)`` of two scorers on the same items, with a
-    paired percentile-bootstrap interval (items resampled together, ``scipy.stats.bootstrap(paired=True)``)
-    and a two-sided sign-flip permutation p (``scipy.stats.permutation_test``,
-    ``permutation_type="samples"``: under H0 each item's pair is exchangeable).
-    Returns ``(d̄, low, high, p)``. When every difference is the same value ``d`` the interval is
-    ``(d, d)`` and ``p`` is the exact sign-flip value: 1 for ``d = 0``, else ``2^(1−n)``.
+    paired percentile-bootstrap interval (items resampled together, ``scipy.stats.bootstrap(paired=True)``).
+    Returns ``(d̄, low, high)``; when every difference is the same value ``d`` the interval is ``(d, d)``.
+    (The test that goes with it is :func:`mcnemar_exact`.)
     """
-    from scipy.stats import bootstrap, permutation_test
+    from scipy.stats import bootstrap
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     d = a - b
     mean = float(d.mean()) if len(d) else float("nan")
     if len(d) < 2:
-        return mean, float("nan"), float("nan"), float("nan")
-    stat = lambda x, y, axis=-1: np.mean(x - y, axis=axis)  # noqa: E731
+        return mean, float("nan"), float("nan")
     if np.all(d == d[0]):
-        return mean, mean, mean, 1.0 if d[0] == 0 else float(min(1.0, 2.0 ** (1 - len(d))))
-    rng = np.random.default_rng(seed)
+        return mean, mean, mean
+    stat = lambda x, y, axis=-1: np.mean(x - y, axis=axis)  # noqa: E731
     ci = bootstrap((a, b), stat, paired=True, vectorized=True, n_resamples=n_resamples, method="percentile",
-                   confidence_level=confidence, random_state=rng).confidence_interval
-    p = permutation_test((a, b), stat, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
-                         alternative="two-sided", random_state=rng).pvalue
-    return mean, float(ci.low), float(ci.high), float(p)
+                   confidence_level=confidence, random_state=np.random.default_rng(seed)).confidence_interval
+    return mean, float(ci.low), float(ci.high)
 
 
 def holm(pvalues) -> np.ndarray:
