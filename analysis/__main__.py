@@ -84,6 +84,18 @@ def cmd_fetch(args) -> int:
               + (f" [{len(ds.skipped)} damaged or undecodable file(s) skipped: {ds.skipped[0][0]}: "
                  f"{ds.skipped[0][1]}{' ...' if len(ds.skipped) > 1 else ''}]" if ds.skipped else "")
               + (f" [fallback: {reason}]" if reason else ""))
+    if not args.datasets:  # the WordNet nltk_data folder (visual words), built from Debian like the datasets
+        from analysis import wordnet
+        from analysis.data.base import DataUnavailable
+
+        t = time.perf_counter()
+        try:
+            folder = wordnet.nltk_data_dir()
+            files = [p for p in (folder / "corpora" / "wordnet").iterdir() if p.is_file()]
+            print(f"wordnet: {len(files)} files, {sum(p.stat().st_size for p in files) / 2**20:.1f} MiB "
+                  f"(WordNet 3.0, nltk_data folder) in {time.perf_counter() - t:.1f} s")
+        except DataUnavailable as e:
+            print(f"wordnet: unavailable (visual words need it; pass wordnet=False to do without): {e}")
     return 0
 
 
@@ -175,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
                         f"show its parameters")
     s.set_defaults(fn=cmd_list)
 
-    s = sub.add_parser("fetch", help="fetch and build the embedded datasets into the cache")
+    s = sub.add_parser("fetch", help="fetch and build the embedded datasets (and the WordNet folder) into the cache")
     s.add_argument("datasets", nargs="*", help=f"dataset names (default: the embedded ones); valid: {', '.join(DATASETS.names())}")
     s.set_defaults(fn=cmd_fetch)
 
@@ -219,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_all)
 
     s = sub.add_parser("bench", help="benchmarks: ratios against a reference measured in the same run")
-    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap)")
+    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap), measures (perplexity, grammar detector, METEOR per call)")
     s.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark itself runs")
     s.set_defaults(fn=cmd_bench)
     return p

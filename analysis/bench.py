@@ -13,6 +13,9 @@ Each scorer runs in its own child process so peaks do not mix.
 
 ``python -m analysis bench metrics``: captions per second of the fast CIDEr-D (:mod:`analysis.cider`)
 against pycocoevalcap's CIDEr-D called per batch, at equal values (target >= 10x); see :func:`bench_metrics`.
+
+``python -m analysis bench measures``: perplexity captions per second batched against one caption per
+forward pass (equal values), the grammar detector against the bare spaCy parse, METEOR seconds per call.
 """
 from __future__ import annotations
 
@@ -158,7 +161,66 @@ def bench_metrics(*, smoke: bool = False) -> list[dict]:
              "max_abs_diff": diff, "speedup_ok": bool(speedup >= TARGET_SPEEDUP), "equal_ok": diff <= 1e-6}]
 
 
-BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics}
+def bench_perplexity(*, smoke: bool = False) -> dict:
+    """Captions per second of :func:`analysis.fluency.caption_logprobs` batched (``batch_size=32``) against
+    the reference one caption per forward pass (``batch_size=1``), on the same captions, at equal values
+    (``max_abs_diff`` of the per-caption log-probability sums <= 1e-3; padding must not change them)."""
+    import numpy as np
+
+    from analysis import fluency
+
+    _, cands = _bench_corpus(16 if smoke else 256)
+    fluency.load_lm()  # the one-time conversion/load is not what is timed
+    t = time.perf_counter()
+    batched = fluency.caption_logprobs(cands, batch_size=32)
+    t_batched = time.perf_counter() - t
+    t = time.perf_counter()
+    single = fluency.caption_logprobs(cands, batch_size=1)
+    t_single = time.perf_counter() - t
+    diff = max(abs(float(a.sum()) - float(b.sum())) for a, b in zip(batched, single))
+    return {"metric": "perplexity (SmolLM2-135M)", "captions": len(cands), "batch": 32,
+            "fast_caps_per_s": len(cands) / t_batched, "reference_caps_per_s": len(cands) / t_single,
+            "speedup": t_single / t_batched, "max_abs_diff": diff, "equal_ok": bool(np.isfinite(diff) and diff <= 1e-3)}
+
+
+def bench_grammar(*, smoke: bool = False) -> dict:
+    """Captions per second of :func:`analysis.grammar.grammar_errors` against the bare spaCy parse it runs on
+    (the reference); ``overhead`` = t(detector) / t(parse) − 1 is what the rules add."""
+    from analysis import grammar, linguistics
+
+    _, cands = _bench_corpus(40 if smoke else None)
+    cands = (cands * (1 + 1000 // max(len(cands), 1)))[:40 if smoke else 1000]
+    linguistics.nlp()
+    repeats = 1 if smoke else 3
+    t_parse = _best(lambda: linguistics.parse(cands), repeats)  # the very parse the detector runs on
+    t_rules = _best(lambda: grammar.grammar_errors(cands), repeats)
+    return {"metric": "grammar detector", "captions": len(cands), "fast_caps_per_s": len(cands) / t_rules,
+            "reference_caps_per_s": len(cands) / t_parse, "overhead": t_rules / t_parse - 1}
+
+
+def bench_meteor(*, smoke: bool = False) -> dict:
+    """Seconds per METEOR call (one JVM each) for one caption and for a whole corpus: ``call_s_1`` is the fixed
+    cost of a call, which is why a run is scored in one call."""
+    from analysis.registry import get_metric
+
+    refs, cands = _bench_corpus(20 if smoke else 300)
+    m = get_metric("meteor")
+    t = time.perf_counter()
+    m.compute_score({0: refs[0]}, {0: [cands[0]]})
+    one = time.perf_counter() - t
+    t = time.perf_counter()
+    m.compute_score(dict(enumerate(refs)), {i: [c] for i, c in enumerate(cands)})
+    many = time.perf_counter() - t
+    return {"metric": "METEOR", "captions": len(cands), "call_s_1": one, "call_s_corpus": many,
+            "fast_caps_per_s": len(cands) / many, "reference_caps_per_s": 1 / one, "speedup": one * len(cands) / many}
+
+
+def bench_measures(*, smoke: bool = False) -> list[dict]:
+    """Perplexity (batched vs one at a time), the grammar detector (vs its spaCy parse), METEOR per call."""
+    return [bench_perplexity(smoke=smoke), bench_grammar(smoke=smoke), bench_meteor(smoke=smoke)]
+
+
+BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics, "measures": bench_measures}
 
 
 def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
@@ -173,8 +235,9 @@ def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
     for name in names or list(BENCHMARKS):
         rows = BENCHMARKS[name](smoke=smoke)
         df = pd.DataFrame(rows)
-        what = (f"batch {BATCH}, best of {REPEATS}; overhead target <= {TARGET_OVERHEAD:.0%}" if name == "scorers"
-                else f"speed-up target >= {TARGET_SPEEDUP:g}x at equal values")
+        what = {"scorers": f"batch {BATCH}, best of {REPEATS}; overhead target <= {TARGET_OVERHEAD:.0%}",
+                "metrics": f"speed-up target >= {TARGET_SPEEDUP:g}x at equal values",
+                "measures": "each against its reference in the same run"}.get(name, "")
         print(f"\n== bench {name} ({what})")
         print(df.drop(columns=["label"], errors="ignore").round(3).to_string(index=False))
         print(json.dumps(rows, default=float))

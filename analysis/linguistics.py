@@ -31,12 +31,15 @@ def nlp():
     return spacy.load(SPACY_MODEL)
 
 
-def parse(captions: Sequence[str]) -> list:
-    """spaCy ``Doc`` objects of ``captions`` (batched with ``nlp.pipe``); non-strings are refused."""
+def parse(captions: Sequence[str], *, batch_size: int = 256) -> list:
+    """spaCy ``Doc`` objects of ``captions`` (batched with ``nlp.pipe``; named-entity recognition is switched
+    off: no measure reads entities, and tags, lemmas and the parse do not depend on it); non-strings are
+    refused with their index."""
+    captions = list(captions)
     for i, c in enumerate(captions):
         if not isinstance(c, str):
             raise TypeError(f"caption {i} is {type(c).__name__}, not a string: {c!r}")
-    return list(nlp().pipe(list(captions), batch_size=256))
+    return list(nlp().pipe(captions, batch_size=batch_size, disable=["ner"]))
 
 
 def words(doc) -> list[str]:
@@ -121,13 +124,24 @@ def noun_lemmas(doc) -> list[str]:
     return [t.lemma_.lower() for t in doc if t.pos_ in ("NOUN", "PROPN")]
 
 
-def visual_vocabulary(object_names: Sequence[str], captions: Sequence[str] = ()) -> frozenset[str]:
-    """Words that name something that can be seen: the head noun (last word) of every scene object name, plus
-    the noun lemmas of ``captions`` (e.g. the embedded datasets' human-written captions). (A WordNet
-    ``physical_entity`` test is the planned complement; see the closing note of issue 8.)"""
+def visual_vocabulary(object_names: Sequence[str], captions: Sequence[str] = (), *,
+                      wordnet: bool = True) -> frozenset[str]:
+    """Words that name something that can be seen. Object names are always kept: the head noun (last word) and
+    the noun lemmas of every scene object name. The noun lemmas of ``captions`` (e.g. the embedded datasets'
+    human-written captions) are kept only when they pass the WordNet test
+    :func:`analysis.wordnet.is_visual` (one of its two most frequent noun senses is a physical animal, artefact,
+    body part, food, natural object, person, plant or substance, and not a depiction), so "table" and "dog" are
+    in and "idea", "bunch", "left", "background" or "image" are out; ``wordnet=False`` keeps every caption noun
+    (no WordNet needed). With ``wordnet=True`` and no WordNet to be had,
+    :class:`analysis.data.base.DataUnavailable` says how to supply it."""
     heads = {n.lower().split()[-1] for n in object_names if n.strip()}
     heads |= {lem for d in parse([n for n in object_names if n.strip()]) for lem in noun_lemmas(d)}
-    return frozenset(heads | {lem for d in parse(list(captions)) for lem in noun_lemmas(d)})
+    nouns = {lem for d in parse(list(captions)) for lem in noun_lemmas(d)}
+    if wordnet and nouns:
+        from analysis.wordnet import is_visual
+
+        nouns = {lem for lem in nouns if is_visual(lem)}
+    return frozenset(heads | nouns)
 
 
 def visual_word_counts(captions: Sequence[str], vocabulary: frozenset[str]) -> "pd.DataFrame":
@@ -143,6 +157,21 @@ def visual_word_counts(captions: Sequence[str], vocabulary: frozenset[str]) -> "
     return pd.DataFrame(rows)
 
 
+def name_lemmas(names: Sequence[str], *, heads_only: bool) -> set[str]:
+    """Noun lemmas of object names, each name parsed on its own: the head (last noun) only, or every noun; a name
+    the tagger finds no noun in ("sliced orange" read as adjective + adjective) gives its last word.
+
+    >>> sorted(name_lemmas(["hibiscus flower", "two apples"], heads_only=False))
+    ['apple', 'flower', 'hibiscus']
+    """
+    names = [n for n in names if n.strip()]
+    out: set[str] = set()
+    for n, d in zip(names, parse(names)):
+        lem = noun_lemmas(d)
+        out |= set(lem[-1:] if heads_only else lem) or {n.lower().split()[-1]}
+    return out
+
+
 def chair(captions: Sequence[str], truths: Sequence[Sequence[str]], objects: Sequence[str]) -> dict:
     """CHAIR (Rohrbach et al. 2018) against known scene contents. A mention is a caption noun lemma that is one
     of the ``objects`` (the lemmatised head nouns of every object name that can occur); it is correct when it is
@@ -151,11 +180,10 @@ def chair(captions: Sequence[str], truths: Sequence[Sequence[str]], objects: Seq
     """
     if len(captions) != len(truths):
         raise ValueError(f"{len(captions)} captions but {len(truths)} sets of true objects")
-    heads = lambda names: {lem for d in parse([n for n in names]) for lem in (noun_lemmas(d)[-1:] or [])}  # noqa: E731
-    vocab = heads(objects)
+    vocab = name_lemmas(objects, heads_only=True)
     mentions = hallucinated = bad_captions = 0
     for doc, truth in zip(parse(captions), truths):
-        present = heads(truth)
+        present = name_lemmas(truth, heads_only=False)  # "hibiscus flower" makes "hibiscus" a true mention too
         mine = [lem for lem in noun_lemmas(doc) if lem in vocab]
         wrong = [lem for lem in mine if lem not in present]
         mentions += len(mine)

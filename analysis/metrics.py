@@ -65,11 +65,14 @@ class Metric:
     stand_in: bool = False
     needs_images: bool = False
     corpus_is_mean: bool = True  # False for BLEU and METEOR, whose corpus score is not the mean of items
+    corpus_statistics: bool = False  # True when an item's score depends on the other items of the call (CIDEr-D's
+    # document frequencies): such a metric must be called once per set of candidates that belong together
     extra: dict = field(default_factory=dict)
 
     def info(self) -> dict:
         return {"metric": self.name, "label": self.label, "source": self.source, "scorer": self.scorer,
-                "stand_in": self.stand_in, "corpus_is_mean": self.corpus_is_mean}
+                "stand_in": self.stand_in, "corpus_is_mean": self.corpus_is_mean,
+                "corpus_statistics": self.corpus_statistics}
 
     def compute_score(self, gts, res, images=None) -> tuple[float, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -171,7 +174,7 @@ def cider_d() -> Metric:
 
         return Cider()
 
-    return CocoMetric("cider-d", "CIDEr-D", PYCOCO, extra={"make": make})
+    return CocoMetric("cider-d", "CIDEr-D", PYCOCO, corpus_statistics=True, extra={"make": make})
 
 
 class FastCider(Metric):
@@ -190,7 +193,8 @@ class FastCider(Metric):
 
 def cider_d_fast() -> Metric:
     """CIDEr-D re-implemented in numpy (:mod:`analysis.cider`), for rewards; same numbers as ``cider-d``."""
-    return FastCider("cider-d-fast", "CIDEr-D (fast)", "analysis.cider (CIDEr-D as pycocoevalcap 1.2 defines it)")
+    return FastCider("cider-d-fast", "CIDEr-D (fast)", "analysis.cider (CIDEr-D as pycocoevalcap 1.2 defines it)",
+                     corpus_statistics=True)
 
 
 class SceneGraphF1(Metric):
@@ -243,6 +247,25 @@ def ref_clip_s(image: np.ndarray, text: np.ndarray, refs: Sequence[np.ndarray], 
     return np.divide(2 * a * b, den, out=np.zeros_like(den), where=den != 0)
 
 
+def encode_unique(encode, objs: Sequence, key=lambda o: o) -> np.ndarray:
+    """``encode(objs)`` with each distinct ``key(obj)`` encoded once (rows in input order): the same image or
+    caption met under several ids costs one forward pass.
+
+    >>> calls = []
+    >>> encode_unique(lambda xs: calls.append(list(xs)) or np.array([[len(x)] for x in xs]), ["ab", "c", "ab"]).ravel()
+    array([2, 1, 2])
+    >>> calls
+    [['ab', 'c']]
+    """
+    first: dict = {}
+    for o in objs:
+        first.setdefault(key(o), o)
+    keys = list(first)
+    emb = np.asarray(encode([first[k] for k in keys]))
+    row = {k: i for i, k in enumerate(keys)}
+    return emb[[row[key(o)] for o in objs]]
+
+
 class ClipScoreMetric(Metric):
     """CLIP-S (``ref=False``) or RefCLIP-S (``ref=True``) backed by a dual-encoder scorer."""
 
@@ -262,12 +285,15 @@ class ClipScoreMetric(Metric):
         if images is None or any(k not in images for k in ids):
             missing = [k for k in ids if images is None or k not in images][:5]
             raise ValueError(f"{self.name}: no image for id(s) {missing}; pass images={{id: PIL image}}")
-        v = self.model.encode_image([images[k] for k in ids])
-        c = self.model.encode_text([self.prefix + res[k][0] for k in ids])
+        v = encode_unique(self.model.encode_image, [images[k] for k in ids], key=id)  # one image object, once
+        c = encode_unique(self.model.encode_text, [self.prefix + res[k][0] for k in ids])
         if not self.ref:
             per = clip_s(v, c, w=self.w)
         else:
-            per = ref_clip_s(v, c, [self.model.encode_text([self.prefix + r for r in gts[k]]) for k in ids], w=self.w)
+            refs = [[self.prefix + r for r in gts[k]] for k in ids]
+            flat = encode_unique(self.model.encode_text, [r for rr in refs for r in rr])
+            ends = np.cumsum([0] + [len(rr) for rr in refs])
+            per = ref_clip_s(v, c, [flat[a:b] for a, b in zip(ends[:-1], ends[1:])], w=self.w)
         return float(per.mean()), per
 
 

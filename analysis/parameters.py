@@ -33,7 +33,7 @@ class Param:
 
     ``type`` is one of :data:`TYPES` (``list`` is a list of strings); ``minimum``/``maximum``
     bound numbers; ``choices`` lists allowed values; ``optional`` allows ``None`` (whose
-    meaning ``none_means`` states); ``names`` is ``"scorer"`` or ``"dataset"`` when every value
+    meaning ``none_means`` states); ``names`` is ``"scorer"``, ``"dataset"`` or ``"metric"`` when every value
     must be a name in that registry.
     """
 
@@ -127,9 +127,9 @@ class Param:
         if self.choices and value not in self.choices:
             raise bad()
         if self.names:
-            from analysis.registry import DATASETS, SCORERS, UnknownNameError
+            from analysis.registry import DATASETS, METRICS, SCORERS, UnknownNameError
 
-            reg = {"scorer": SCORERS, "dataset": DATASETS}[self.names]
+            reg = {"scorer": SCORERS, "dataset": DATASETS, "metric": METRICS}[self.names]
             for v in value:
                 try:
                     reg.entry(v)
@@ -162,6 +162,18 @@ DECLARED: dict[str, list[Param]] = {
         Param("n_boot", "int", 1000, "bootstrap resamples for intervals", minimum=100),
         Param("max_items", "int", None, "at most this many evaluation items per dataset", minimum=2,
               optional=True, none_means="all items"),
+    ],
+    "measures": [
+        SMOKE, SEED,
+        Param("metrics", "list", None, "caption metrics to validate", names="metric", optional=True,
+              none_means="analysis.measures.DEFAULT_METRICS: n-gram metrics, sg-f1, CLIP-S/RefCLIP-S over clip-mini "
+                         "and the other stand-ins as score:<name>"),
+        Param("datasets", "list", ["stamp-scenes", "stamp-scenes-unseen"],
+              "scene datasets (known scene graphs) whose held-out scenes are pooled into the known cases",
+              names="dataset"),
+        Param("max_items", "int", None, "at most this many scenes per dataset", minimum=2, optional=True,
+              none_means="every held-out scene with two object kinds"),
+        Param("batch_size", "int", 32, "captions per language-model batch (fluency)", minimum=1),
     ],
     "reproducibility": [SMOKE, SEED],
 }

@@ -112,3 +112,27 @@ def score_distributions(dists: pd.DataFrame):
     g.set_titles("{row_name} | {col_name}", size=7)
     g.set_axis_labels("score (the model's own units)", "density")
     return g.figure
+
+
+def measure_orderings(rows: pd.DataFrame):
+    """Heatmap, measure × known ordering: the share of items where the better caption scores higher (ties ½),
+    for the three steps of the scene-graph ladder and fluent against the two Figure-1 forms; 0.5 is a coin,
+    1 a measure that always orders them right. Rows by the metric's label (stand-ins say so)."""
+    from analysis.measures import LADDER
+
+    lad = rows[(rows.analysis == "ladder") & (rows.metric == "ordered")]
+    fig1 = rows[(rows.analysis == "figure1") & (rows.metric == "share")]
+    cols = [f"{a} > {b}" for a, b in zip(LADDER, LADDER[1:])] + ["fluent > broken", "fluent > degenerate"]
+    tab = pd.concat([lad.assign(col=lad["condition"], v=lad["value"]),
+                     fig1.assign(col="fluent > " + fig1["condition"].str.replace(" > fluent", "", regex=False),
+                                 v=1 - fig1["value"])])
+    tab = tab.pivot_table(index="label", columns="col", values="v", sort=False).reindex(columns=cols)
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(tab) + 1.8))
+    sns.heatmap(tab, vmin=0, vmax=1, center=0.5, cmap="vlag_r", annot=True, fmt=".2f", cbar_kws={"label":
+                "share of items ordered right"}, ax=ax, linewidths=0.5)
+    ax.set_xlabel("known ordering (better > worse)")
+    ax.set_ylabel("measure")
+    ax.set_title("Does each metric order captions of known quality? (stamp scenes)", fontsize=11)
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    return fig

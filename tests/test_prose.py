@@ -182,3 +182,113 @@ def test_provenance_sentence_without_a_commit_or_cache():
     (s,) = prose.provenance_sentences(rows)
     assert s == ("Built from commit `unknown` with 1 recorded package versions (1 missing: numpy) and 0 cache "
                  "entries verified against their manifests.")
+
+
+# ----------------------------------------------------------------------------- the measures chapter
+def step(measure, label, cond, value, p_holm, n=90):
+    return {"analysis": "ladder", "measure": measure, "label": label, "condition": cond, "metric": "ordered",
+            "value": value, "ci_low": value - 0.1, "ci_high": min(1.0, value + 0.1), "p": p_holm, "p_holm": p_holm,
+            "n": n}
+
+
+STEPS = ["true > relation swap", "relation swap > object swap", "object swap > other image"]
+
+
+def test_ladder_sentences_name_the_metrics_that_keep_every_step_and_the_failures():
+    rows = frame(*[step("cider-d", "CIDEr-D", s, 0.95, 0.001) for s in STEPS],
+                 step("bleu-1", "BLEU-1", STEPS[0], 0.5, 1.0), step("bleu-1", "BLEU-1", STEPS[1], 0.9, 0.001),
+                 step("bleu-1", "BLEU-1", STEPS[2], 0.9, 0.001),
+                 step("sg-f1", "sg-f1 (SPICE-style stand-in)", STEPS[0], 0.3, 0.001),  # significant, but below ½
+                 step("sg-f1", "sg-f1 (SPICE-style stand-in)", STEPS[1], 0.9, 0.001),
+                 step("sg-f1", "sg-f1 (SPICE-style stand-in)", STEPS[2], 0.9, 0.001))
+    s = prose.ladder_sentences(rows)
+    assert s[0].startswith("Of 3 metrics scored on 90 scenes, `cider-d` keeps every step")
+    assert "Holm-corrected over the 9 tests of every metric and step" in s[0]
+    assert len(s) == 2 and "*true > relation swap* is not kept by `BLEU-1` (0.50" in s[1]
+    assert "`sg-f1 (SPICE-style stand-in)` (0.30" in s[1] and "CIDEr-D" not in s[1]
+
+
+def test_ladder_sentences_when_no_metric_keeps_a_step_or_none_ran():
+    rows = frame(*[step("bleu-1", "BLEU-1", s, 0.55, 0.2) for s in STEPS])
+    s = prose.ladder_sentences(rows)
+    assert "none keeps every step" in s[0] and s[1:] == [f"No metric keeps step *{x}*." for x in STEPS]
+    tied = frame(step("bleu-1", "BLEU-1", STEPS[0], 0.5, 1.0) | {"ties": 90}, step("rouge-l", "ROUGE-L", STEPS[0], 0.9, 0.01))
+    assert prose.ladder_sentences(tied)[1] == "Step *true > relation swap* is not kept by `BLEU-1` (all tied)."
+    assert prose.ladder_sentences(pd.DataFrame()) == ["No metric was scored on the scene-graph ladder in this run."]
+
+
+def fig1(measure, label, cond, metric, value, **kw):
+    return {"analysis": "figure1", "measure": measure, "label": label, "condition": cond, "metric": metric,
+            "value": value, "ci_low": max(0.0, value - 0.1), "ci_high": min(1.0, value + 0.1), **kw}
+
+
+def test_figure1_sentences_name_fooled_metrics_and_the_linguistic_change():
+    rows = frame(fig1("score:blind", "score (blind (text-only baseline))", "degenerate > fluent", "share", 0.8,
+                      p_sign=0.0004),
+                 fig1("score:x", "score (x)", "degenerate > fluent", "share", 0.5),  # a coin: not named
+                 fig1("cider-d", "CIDEr-D", "degenerate > fluent", "share", 0.0),
+                 fig1("cider-d", "CIDEr-D", "broken > fluent", "share", 0.1),
+                 fig1("perplexity", "", "fluent", "median", 120.0), fig1("perplexity", "", "degenerate", "median", 900.0),
+                 fig1("grammar errors", "", "fluent", "share flagged", 0.0),
+                 fig1("grammar errors", "", "degenerate", "share flagged", 1.0))
+    s = prose.figure1_sentences(rows)
+    assert "degenerate Figure-1 caption scores above the fluent one on more than half" in s[0]
+    assert "`score (blind (text-only baseline))` (0.80 [0.70, 0.90], p < 0.001)" in s[0]
+    assert "CIDEr-D" not in s[0] and "score (x)" not in s[0]
+    assert s[1].startswith("Every metric scores the fluent caption above the broken one") and "`CIDEr-D`, 0.10" in s[1]
+    assert s[2] == ("From the fluent to the degenerate form: median perplexity 120 → 900; share flagged by the "
+                    "grammar detector 0.00 → 1.00.")  # no SLOR rows: no SLOR clause
+    assert prose.figure1_sentences(pd.DataFrame()) == ["No metric scored the Figure-1 forms in this run."]
+
+
+def flu(dataset, measure, cond, metric, value, n=50):
+    return {"analysis": "fluency", "dataset": dataset, "measure": measure, "condition": cond, "metric": metric,
+            "value": value, "ci_low": value - 0.05, "ci_high": min(1.0, value + 0.05), "n": n}
+
+
+def test_fluency_grammar_and_chair_sentences():
+    rows = frame(flu("tuxpaint-stamps", "perplexity", "fluent", "median", 150.0),
+                 flu("tuxpaint-stamps", "perplexity", "shuffled", "median", 4000.0),
+                 flu("tuxpaint-stamps", "perplexity", "shuffled worse", "share", 0.96),
+                 flu("tuxpaint-stamps", "slor", "shuffled worse", "share", 0.9),
+                 {"analysis": "grammar", "condition": "labelled set", "metric": "precision", "value": 0.9,
+                  "ci_low": 0.8, "ci_high": 0.95, "n": 40, "dataset": "grammar-captions"},
+                 {"analysis": "grammar", "condition": "labelled set", "metric": "recall", "value": 0.8,
+                  "ci_low": 0.7, "ci_high": 0.9, "n": 45, "dataset": "grammar-captions"},
+                 {"analysis": "grammar", "condition": "human-written captions", "metric": "share flagged", "value": 0.05,
+                  "ci_low": 0.02, "ci_high": 0.1, "n": 500, "dataset": "tuxpaint-stamps"},
+                 {"analysis": "chair", "condition": "true", "metric": "chair-s", "value": 0.0},
+                 {"analysis": "chair", "condition": "object swap", "metric": "chair-s", "value": 1.0})
+    assert prose.fluency_sentences(rows) == [
+        "On `tuxpaint-stamps`, shuffling a caption's words raises its perplexity for 0.96 [0.91, 1.00] of 50 "
+        "captions (median 150 → 4000) and lowers its SLOR for 0.90 [0.85, 0.95]."]
+    g = prose.grammar_sentences(rows)
+    assert g[0] == ("On the labelled set, the grammar detector has precision 0.90 [0.80, 0.95] (n = 40 flagged) and "
+                    "recall 0.80 [0.70, 0.90] (n = 45 ungrammatical), Wilson 95% intervals.")
+    assert g[1].startswith("It flags 25 of 500 human-written captions (`tuxpaint-stamps`; share 0.05 [0.02, 0.10])")
+    none_flagged = rows.copy()
+    none_flagged.loc[(none_flagged.metric == "precision"), ["value", "n"]] = [float("nan"), 0]
+    assert "no precision (it flagged nothing) and recall 0.80" in prose.grammar_sentences(none_flagged)[0]
+    assert prose.chair_sentences(rows)[0].startswith("CHAIR-s is 0.00 for the true captions (0 if CHAIR finds every "
+                                                     "true object) and 1.00 for the object swaps")
+    empty = pd.DataFrame()
+    assert prose.fluency_sentences(empty) == ["Fluency was not measured in this run."]
+    assert prose.grammar_sentences(empty) == ["The grammar detector was not validated in this run."]
+    assert prose.chair_sentences(empty) == ["CHAIR was not computed on the ladder in this run."]
+
+
+def test_unavailable_metrics_are_named_with_their_reason():
+    rows = frame({"analysis": "unavailable", "measure": "meteor", "note": "needs Java"})
+    assert prose.measures_unavailable_sentences(rows) == [
+        "`meteor` was unavailable in this run (needs Java); it is left out, not counted as 0."]
+    assert prose.measures_unavailable_sentences(pd.DataFrame()) == []
+
+
+def test_figure1_sentence_on_the_fluency_lm_preferring_the_degenerate_form():
+    rows = frame(fig1("perplexity", "perplexity", "degenerate more fluent", "share", 0.6, p_sign=0.03),
+                 fig1("slor", "slor", "degenerate more fluent", "share", 0.9, p_sign=0.0001),
+                 fig1("cider-d", "CIDEr-D", "degenerate > fluent", "share", 0.0))
+    s = prose.figure1_sentences(rows)
+    assert ("The fluency LM finds the degenerate form more fluent than the fluent caption on 0.60 [0.50, 0.70] of the "
+            "scenes by perplexity and 0.90 [0.80, 1.00] by SLOR (sign tests p = 0.03 and p < 0.001).") in s
+    assert not any("perplexity" in x and "scores above" in x for x in s)  # LM rows are not metric rows

@@ -40,3 +40,20 @@ def test_cache_rows_verify_each_entry(tmp_cache):
     assert rows["dataset"] == "demo/" + folder.name and rows["verified"] is True
     (folder / "a.txt").write_text("changed")
     assert provenance.cache_rows()[0]["verified"] is False
+
+
+def test_cache_rows_name_the_debian_packages_an_entry_came_from(tmp_cache):
+    """A debian.fetch entry records one package; an entry built from several (WordNet) records a dict of them;
+    each .deb appears once."""
+    import json
+
+    from analysis import cache
+
+    one = {"package": "tuxpaint-stamps-default", "version": "1", "deb_sha256": "aa"}
+    many = {"packages": {"wordnet-base": {"version": "2", "deb_sha256": "bb"},
+                         "tuxpaint-stamps-default": {"version": "1", "deb_sha256": "aa"}}}
+    cache.entry("debian", {"n": 1}, lambda out: (out / "source.json").write_text(json.dumps(one)))
+    cache.entry("wordnet", {"n": 1}, lambda out: (out / "source.json").write_text(json.dumps(many)))
+    debs = sorted((r["dataset"], r["value"], r["version"]) for r in provenance.cache_rows()
+                  if r["metric"] == "deb_sha256")
+    assert debs == [("debian:tuxpaint-stamps-default", "aa", "1"), ("debian:wordnet-base", "bb", "2")]

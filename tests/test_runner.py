@@ -242,8 +242,9 @@ def test_book_names_missing_pages_and_the_command(tmp_path, capsys):
     root = runner.stage(tmp_path / "staged")
     assert runner.build_book(root) == 1
     err = capsys.readouterr().err
-    assert "no executed page for data, scorers, reproducibility" in err
-    assert f"python -m analysis run data scorers reproducibility --root {root}" in err
+    names = NOTEBOOKS.names()  # every registered chapter, in TOC order
+    assert f"no executed page for {', '.join(names)}" in err
+    assert f"python -m analysis run {' '.join(names)} --root {root}" in err
     assert "nonexisting document" not in err
 
 

@@ -22,6 +22,8 @@ from analysis.data.base import DataUnavailable
 PACKAGES = {  # exact versions: the embedded data is pinned like the Python stack
     "tuxpaint-stamps-default": "2022.06.04-1",
     "gcompris-qt-data": "3.1-2",
+    "wordnet-base": "1:3.0-37",  # WordNet 3.0 dict files (analysis/wordnet.py)
+    "wordnet-sense-index": "1:3.0-37",
 }
 
 
@@ -35,7 +37,9 @@ def _apt_error(stderr: str) -> str:
 def _download(name: str, version: str, into: Path) -> Path:
     local = os.environ.get("STUDY_DEBS")
     if local:
-        found = sorted(Path(local).glob(f"{name}_{version}_*.deb"))
+        # a version with an epoch ("1:3.0-37") is saved by apt as "1%3a3.0-37"
+        found = sorted(Path(local).glob(f"{name}_{version}_*.deb")) + sorted(
+            Path(local).glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
         if found:
             return found[0]
     for tool in ("apt-get", "dpkg-deb"):
