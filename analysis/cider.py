@@ -233,7 +233,7 @@ class CiderD:
         hit = (r_key[pos] == c_key) if len(r_key) else np.zeros(len(c_key), bool)
         hw, rw = c_w[c_idx[hit]], self._w[r_idx[pos[hit]]]
         val = np.bincount(c_pair[hit] * n + c_ord_a[c_idx[hit]], np.minimum(hw, rw) * rw,
-                          minlength=P * n).reshape(P, n)
+                          minlength=P * n).reshape(P, n).astype(np.float64)  # int64 when nothing matches
         denom = hnorm[p_item] * self._rnorm[p_row]
         val = np.divide(val, denom, out=val, where=denom != 0)
         delta = np.asarray(c_len, np.float64)[p_item] - self._rlen[p_row]

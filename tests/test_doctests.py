@@ -5,7 +5,9 @@ import importlib
 import pytest
 
 MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.scene_parse", "analysis.registry", "analysis.parameters",
-           "analysis.grammar", "analysis.fluency", "analysis.wordnet", "analysis.measures"]
+           "analysis.grammar", "analysis.fluency", "analysis.wordnet", "analysis.measures",
+           "analysis.grounding", "analysis.humaneval", "analysis.captioning.model", "analysis.captioning.xe",
+           "analysis.captioning.scst"]
 
 
 @pytest.mark.parametrize("name", MODULES)
