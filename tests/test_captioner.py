@@ -238,3 +238,16 @@ def test_no_test_reference_is_a_training_reference_in_the_captioner_word_form():
     train = {normalise(c) for _, it in caption_items("train") for c in it.captions}
     test = {normalise(c) for _, it in caption_items("test") for c in it.captions}
     assert train and test and not train & test, sorted(train & test)[:5]
+
+
+def test_scene_pool_is_the_scene_datasets_pool():
+    from analysis import registry
+    from analysis.captioning.xe import scene_pool
+
+    class Data:  # only the provenance is read
+        provenance = {"datasets": ["tuxpaint-stamps", "stamp-scenes"], "split": "test"}
+
+    pool = scene_pool(Data())
+    assert pool == list(dict.fromkeys(registry.get_dataset("stamp-scenes", split="test").provenance["pool"]))
+    Data.provenance = {"datasets": ["tuxpaint-stamps"], "split": "test"}
+    assert scene_pool(Data()) == []

@@ -209,3 +209,14 @@ def test_doctests():
 
     result = doctest.testmod(scst, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2 and result.failed == 0, result
+
+
+def test_presets_are_valid_configs_and_smoke_is_smaller():
+    from analysis.captioning import scst
+
+    for smoke in (True, False):
+        kw = scst.config_for(smoke)
+        scst.ScstConfig(**kw).check()  # every preset passes the same checks a run makes
+    small, full = scst.config_for(True), scst.config_for(False)
+    assert small["steps"] < full["steps"] and small["batch_size"] <= full["batch_size"]
+    assert full["k"] >= 2 and scst.config_for(True) is not scst.SMOKE  # a copy: callers may change it

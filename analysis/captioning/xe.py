@@ -99,6 +99,21 @@ class CaptionData:
         return h.hexdigest()
 
 
+def scene_pool(data) -> list[str]:
+    """The object names the scene datasets of ``data`` draw from (their ``provenance["pool"]``, in order, each
+    once): what grounding's hallucination vocabulary and controlled edits need. Empty when ``data`` has no scene
+    dataset."""
+    from analysis import registry
+    from analysis.scorer_eval import has_scene_graphs
+
+    pool: list[str] = []
+    for name in data.provenance.get("datasets", ()):
+        ds = registry.get_dataset(name, split=data.provenance.get("split"))
+        if has_scene_graphs(ds):
+            pool += [n for n in ds.provenance.get("pool", []) if n not in pool]
+    return pool
+
+
 def caption_items(split: str = "train", *, smoke: bool = False, datasets: Sequence[str] = DATASETS):
     """``[(dataset name, Item), ...]`` of ``split`` for each dataset in order (smoke: the first
     :data:`~analysis.scorers.training.SMOKE_ITEMS` of each); no features are computed."""
