@@ -315,7 +315,8 @@ def run_measures(metrics: list[str] | None = None, datasets: list[str] | None = 
     lm_prov = {"model": fluency.LM_NAME, "source": "published", "pretrained": lm_pretrained()}
     forms = {**{f"fig1 {f}": c for f, c in fig1.items()}, **{f"ladder {c}": v for c, v in ladder.items()}}
     all_caps = [c for v in forms.values() for c in v]
-    flu = fluency.fluency(all_caps, unigram_corpus=train_refs, batch_size=batch_size, progress=True)
+    unigram = fluency.unigram_logprobs(train_refs)  # built once: every fluency call below shares it
+    flu = fluency.fluency(all_caps, unigram_corpus=unigram, batch_size=batch_size, progress=True)
     gram = grammar.grammar_errors(all_caps)
     vocab = linguistics.visual_vocabulary(pool, train_refs)
     vis = linguistics.visual_word_counts(all_caps, vocab)
@@ -360,11 +361,12 @@ def run_measures(metrics: list[str] | None = None, datasets: list[str] | None = 
             recs.append({**common, **none_prov(), "measure": "CHAIR", "analysis": "chair", "condition": c,
                          "metric": m.replace("_", "-"), "value": float(ch[m])})
 
-    recs += fluency_rows(dataset, split, items, refs, train_refs, seed=seed, smoke=smoke, batch_size=batch_size,
+    recs += fluency_rows(dataset, split, items, refs, unigram, seed=seed, smoke=smoke, batch_size=batch_size,
                          timings=timings)
-    recs += grammar_rows(seed=seed, smoke=smoke, human=human_captions(smoke), template=[r for rr in refs for r in rr],
+    human = human_captions(smoke)
+    recs += grammar_rows(seed=seed, smoke=smoke, human=human, template=[r for rr in refs for r in rr],
                          dataset=dataset, split=split)
-    recs += pattern_rows(common, refs, human_captions(smoke), vocab)
+    recs += pattern_rows(common, refs, human, vocab)
     rows = results.validate(pd.DataFrame(recs))
     rows = add_holm(rows)
     return MeasuresEval(rows, cards_table(metrics), examples_table(per_metric, ladder, fig1, n=2),
@@ -397,7 +399,7 @@ def human_captions(smoke: bool, *, heldout: bool = False) -> list[str]:
     return caps[:24] if smoke else caps
 
 
-def fluency_rows(dataset, split, items, refs, train_refs, *, seed, smoke, batch_size, timings) -> list[dict]:
+def fluency_rows(dataset, split, items, refs, unigram, *, seed, smoke, batch_size, timings) -> list[dict]:
     """Fluent vs word-shuffled references (stamp-scene references and human Tux Paint captions): median
     perplexity and mean SLOR of each, and the share of captions whose shuffled twin is worse (higher
     perplexity, lower SLOR), with Wilson intervals and an exact sign test."""
@@ -411,7 +413,7 @@ def fluency_rows(dataset, split, items, refs, train_refs, *, seed, smoke, batch_
         caps = [c for c in caps if len(c.split()) >= 3]
         shuf = [shuffled(c, r) for c in caps]
         t = time.perf_counter()
-        f = fluency.fluency(caps + shuf, unigram_corpus=train_refs, batch_size=batch_size)
+        f = fluency.fluency(caps + shuf, unigram_corpus=unigram, batch_size=batch_size)
         timings.append({"run": RUN, "model": fluency.LM_NAME, "what": f"fluency of {dname} fluent+shuffled",
                         "seconds": time.perf_counter() - t, "captions": 2 * len(caps)})
         n = len(caps)
