@@ -16,6 +16,11 @@ against pycocoevalcap's CIDEr-D called per batch, at equal values (target >= 10x
 
 ``python -m analysis bench measures``: perplexity captions per second batched against one caption per
 forward pass (equal values), the grammar detector against the bare spaCy parse, METEOR seconds per call.
+
+``python -m analysis bench probe``: SCST steps per second of every probe reward and the share of a step spent
+sampling, in the reward and in the update; each default run's projected time against the 5-minute budget, the
+whole probe part's projected cold time against 25 minutes, a cached measure table (the warm rerun's unit), and
+the peak memory of the child that did it all against 6 GB (:func:`bench_probe`).
 """
 from __future__ import annotations
 
@@ -220,7 +225,78 @@ def bench_measures(*, smoke: bool = False) -> list[dict]:
     return [bench_perplexity(smoke=smoke), bench_grammar(smoke=smoke), bench_meteor(smoke=smoke)]
 
 
-BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics, "measures": bench_measures}
+PROBE_STEPS = 20  # SCST steps timed per reward (smoke: 3)
+SCST_BUDGET_S = 300.0  # one SCST run of the default settings (issue 9)
+PROBE_BUDGET_S = 25 * 60.0  # the whole probe part, cold
+PEAK_BUDGET_MB = 6 * 1024.0
+
+
+def _probe_child(smoke: bool, steps: int, out) -> None:
+    """Time ``steps`` uncached SCST steps of every probe reward (one child, so its peak memory is the probe's),
+    and one measure table (uncached) of the XE captions."""
+    import copy
+
+    import torch
+
+    from analysis import probe
+    from analysis.captioning import scst
+    from analysis.scorers import training
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    s = probe.setup(smoke)
+    setup_s = time.perf_counter() - t0
+    xe_s = float(training.read_meta(s.xe_folder).get("log", {}).get("seconds", float("nan")))
+    rows = []
+    for system in probe.SYSTEMS.values():
+        reward = probe.reward_of(s, system)
+        cfg = scst.ScstConfig(**{**scst.config_for(smoke), "steps": steps, "probe_every": 0})
+        t = time.perf_counter()
+        _, log = scst.run_scst(copy.deepcopy(s.captioner), s.vocab, s.train, reward, cfg, seed=0, progress=False)
+        wall = time.perf_counter() - t
+        parts = {k: sum(r[f"seconds_{k}"] for r in log) for k in ("sample", "reward", "update")}
+        per_step = wall / steps
+        full_steps = scst.config_for(smoke)["steps"]
+        rows.append({"what": f"SCST {system.name}", "steps_per_second": 1 / per_step,
+                     **{f"share_{k}": v / wall for k, v in parts.items()},
+                     "projected_run_s": per_step * full_steps, "runs": len(system.seeds_for(smoke)),
+                     "run_ok": per_step * full_steps <= SCST_BUDGET_S})
+    t = time.perf_counter()
+    probe.measure_rows(s, "xe", 0, probe.system_captions(s, "xe"))
+    measure_s = time.perf_counter() - t
+    n_runs = len(probe.runs(probe.all_systems(smoke), smoke))
+    cold = xe_s + sum(r["projected_run_s"] * r["runs"] for r in rows) + measure_s * n_runs
+    rows.append({"what": "probe part, cold (projected)", "projected_run_s": cold, "xe_seconds": xe_s,
+                 "measure_table_s": measure_s, "measure_tables": n_runs, "setup_s": setup_s,
+                 "cold_ok": cold <= PROBE_BUDGET_S})
+    t = time.perf_counter()
+    probe.measure_table(s, "xe")  # builds once, then a hit
+    t1 = time.perf_counter()
+    probe.measure_table(s, "xe")
+    rows.append({"what": "measure table from cache (warm rerun unit)", "seconds": time.perf_counter() - t1,
+                 "build_or_hit_s": t1 - t})
+    out.put({"rows": rows, "peak_mb": _peak_mb()})
+
+
+def bench_probe(*, smoke: bool = False) -> list[dict]:
+    """SCST steps per second by reward and where the step time goes (sampling, the reward, the update), the
+    projected time of one default SCST run (against the 5-minute budget) and of the whole probe part cold
+    (against 25 minutes), the warm cost of a cached measure table, and the peak memory of a child doing all of
+    it against an import-only child (budget 6 GB)."""
+    ctx = mp.get_context("spawn")
+    ref = measure("__reference__")["peak_mb"]
+    q = ctx.Queue()
+    p = ctx.Process(target=_probe_child, args=(smoke, 3 if smoke else PROBE_STEPS, q))
+    p.start()
+    res = q.get(timeout=3600)
+    p.join()
+    rows = res["rows"]
+    rows.append({"what": "peak memory of the probe child", "peak_mb": res["peak_mb"],
+                 "peak_mb_over_reference": res["peak_mb"] - ref, "peak_ok": res["peak_mb"] < PEAK_BUDGET_MB})
+    return rows
+
+
+BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics, "measures": bench_measures, "probe": bench_probe}
 
 
 def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
@@ -237,7 +313,9 @@ def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
         df = pd.DataFrame(rows)
         what = {"scorers": f"batch {BATCH}, best of {REPEATS}; overhead target <= {TARGET_OVERHEAD:.0%}",
                 "metrics": f"speed-up target >= {TARGET_SPEEDUP:g}x at equal values",
-                "measures": "each against its reference in the same run"}.get(name, "")
+                "measures": "each against its reference in the same run",
+                "probe": f"SCST run <= {SCST_BUDGET_S:g} s, probe cold <= {PROBE_BUDGET_S:g} s, peak < "
+                         f"{PEAK_BUDGET_MB:g} MB"}.get(name, "")
         print(f"\n== bench {name} ({what})")
         print(df.drop(columns=["label"], errors="ignore").round(3).to_string(index=False))
         print(json.dumps(rows, default=float))

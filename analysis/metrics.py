@@ -285,7 +285,7 @@ class ClipScoreMetric(Metric):
         if images is None or any(k not in images for k in ids):
             missing = [k for k in ids if images is None or k not in images][:5]
             raise ValueError(f"{self.name}: no image for id(s) {missing}; pass images={{id: PIL image}}")
-        v = encode_unique(self.model.encode_image, [images[k] for k in ids], key=id)  # one image object, once
+        v = self._image_embeddings([images[k] for k in ids])
         c = encode_unique(self.model.encode_text, [self.prefix + res[k][0] for k in ids])
         if not self.ref:
             per = clip_s(v, c, w=self.w)
@@ -295,6 +295,18 @@ class ClipScoreMetric(Metric):
             ends = np.cumsum([0] + [len(rr) for rr in refs])
             per = ref_clip_s(v, c, [flat[a:b] for a, b in zip(ends[:-1], ends[1:])], w=self.w)
         return float(per.mean()), per
+
+
+    def _image_embeddings(self, imgs: Sequence) -> np.ndarray:
+        """``encode_image`` of each distinct image object once per metric object, across calls (a probe scores
+        many caption sets on the same images). The cache keeps a reference to each image beside its embedding,
+        so an ``id`` cannot be reused by another image while it is cached."""
+        cache = self.__dict__.setdefault("_image_cache", {})
+        new = [im for im in {id(im): im for im in imgs}.values() if id(im) not in cache]
+        if new:
+            for im, e in zip(new, np.asarray(self.model.encode_image(new))):
+                cache[id(im)] = (im, e)
+        return np.stack([cache[id(im)][1] for im in imgs]) if imgs else np.zeros((0, 0))
 
 
 class ScorerMetric(Metric):

@@ -6,6 +6,16 @@ assigns exactly these names with these defaults. A notebook added from outside t
 package (``Registry.register`` in a plugin) may :func:`declare` its parameters; without a
 declaration its template's ``parameters`` cell is read and each literal's type is used.
 
+Parameter variants are pages (DESIGN.md §7): several ``NOTEBOOKS`` entries may share one
+template, each fixing some of its parameters (``meta["parameters"]``, made by
+:func:`analysis.registry.notebook_variants`). Parameters are declared per *template*, under the
+key :func:`declaration_key` finds (the page's own name, else its ``variant_of`` base, else the
+template path), so a variant needs no ``declare`` of its own. Everything else works per *page*:
+:func:`spec` and :func:`defaults` are the template's with the page's fixed values as defaults,
+so :func:`check`, :func:`is_default`, :func:`changed`, :func:`variant_name` and :func:`describe`
+treat the fixed values as that page's defaults (its book page), and overriding any of them
+makes a run under ``book/generated/runs/``.
+
 >>> check("scorers", {"seed": "abc"})  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 ParameterError: notebook 'scorers': seed='abc' is not allowed: an integer >= 0 is expected ...
@@ -34,7 +44,8 @@ class Param:
     ``type`` is one of :data:`TYPES` (``list`` is a list of strings); ``minimum``/``maximum``
     bound numbers; ``choices`` lists allowed values; ``optional`` allows ``None`` (whose
     meaning ``none_means`` states); ``names`` is ``"scorer"``, ``"dataset"`` or ``"metric"`` when every value
-    must be a name in that registry.
+    must be a name in that registry, or ``"reward"`` when it must be a probe reward name
+    (:func:`reward_problem`); it applies to a ``str`` value and to each item of a ``list``.
     """
 
     name: str
@@ -51,10 +62,15 @@ class Param:
     def __post_init__(self):
         if self.type not in TYPES:
             raise ValueError(f"parameter {self.name!r}: type {self.type!r} is not one of {TYPES}")
+        if self.names is not None and self.names not in NAME_KINDS:
+            raise ValueError(f"parameter {self.name!r}: names={self.names!r} is not one of {NAME_KINDS}")
+        if self.names is not None and self.type not in ("str", "list"):
+            raise ValueError(f"parameter {self.name!r}: names= applies to str and list parameters, not {self.type}")
 
     def allowed(self) -> str:
         """What values are accepted, in words: ``"an integer >= 2, or None (all items)"``."""
-        words = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
+        words = {"bool": "true or false", "int": "an integer", "float": "a number",
+                 "str": f"a {self.names} name" if self.names else "a string",
                  "list": f"a list of {self.names or 'string'} names" if self.names else "a list of strings",
                  "any": "any YAML value"}[self.type]
         if self.minimum is not None and self.maximum is not None:
@@ -73,7 +89,7 @@ class Param:
 
     def type_text(self) -> str:
         """Short type for tables: ``int>=2|None``, ``list[scorer]``."""
-        t = f"list[{self.names}]" if self.type == "list" and self.names else self.type
+        t = (f"list[{self.names}]" if self.type == "list" else self.names) if self.names else self.type
         if self.minimum is not None:
             t += f">={self.minimum}"
         if self.maximum is not None:
@@ -127,19 +143,61 @@ class Param:
         if self.choices and value not in self.choices:
             raise bad()
         if self.names:
-            from analysis.registry import DATASETS, METRICS, SCORERS, UnknownNameError
-
-            reg = {"scorer": SCORERS, "dataset": DATASETS, "metric": METRICS}[self.names]
-            for v in value:
-                try:
-                    reg.entry(v)
-                except UnknownNameError as e:
-                    raise ParameterError(f"notebook {notebook!r}: parameter {self.name}: {e}") from None
+            items = [value] if isinstance(value, str) else value
+            for v in items:
+                why = name_problem(self.names, v)
+                if why:
+                    raise ParameterError(f"notebook {notebook!r}: parameter {self.name}: {why}")
             if self.names == "scorer":  # local weight paths resolved here, not in the kernel's folder
                 from analysis.scorers import absolute_name
 
-                value = [absolute_name(v) for v in value]
+                value = absolute_name(value) if isinstance(value, str) else [absolute_name(v) for v in value]
         return value
+
+
+NAME_KINDS = ("scorer", "dataset", "metric", "reward")
+
+
+def reward_problem(name: str) -> str | None:
+    """Why ``name`` is not a probe reward name, or ``None`` when it is; builds nothing.
+
+    A reward is a CIDEr-D name, a scorer name (prefix forms included), ``score:<scorer>``,
+    ``clip-s:<scorer>`` or ``mix:<any of the scorer forms>``, as
+    :func:`analysis.captioning.rewards.make_reward` reads them (whether a ``clip-s:`` scorer is a dual
+    encoder, and whether its weights exist, is found when the reward is built).
+
+    >>> [reward_problem(n) is None for n in ("cider-d", "clip-mini", "mix:clip-mini", "clip-s:clip-mini")]
+    [True, True, True, True]
+    >>> reward_problem("mix:cider-d").split(";")[0]
+    "unknown reward 'mix:cider-d': 'cider-d' is not a scorer"
+    """
+    from analysis.captioning.rewards import CIDER_NAMES, reward_names
+    from analysis.registry import SCORERS
+
+    if name in CIDER_NAMES:
+        return None
+    base = name.removeprefix("mix:")
+    for prefix in ("score:", "clip-s:"):
+        base = base.removeprefix(prefix)
+    if base and base in SCORERS:
+        return None
+    why = f": {base!r} is not a scorer" if base != name else ""
+    close = difflib.get_close_matches(base, [*CIDER_NAMES, *SCORERS.names()] if base == name else SCORERS.names(), n=3)
+    hint = f" Did you mean {', '.join(name[:len(name) - len(base)] + c for c in close)}?" if close else ""
+    return f"unknown reward {name!r}{why}; valid names: {', '.join(reward_names())}.{hint}"
+
+
+def name_problem(kind: str, name: str) -> str | None:
+    """Why ``name`` is not a valid ``kind`` name (one of :data:`NAME_KINDS`), or ``None`` when it is."""
+    if kind == "reward":
+        return reward_problem(name)
+    from analysis.registry import DATASETS, METRICS, SCORERS, UnknownNameError
+
+    try:
+        {"scorer": SCORERS, "dataset": DATASETS, "metric": METRICS}[kind].entry(name)
+    except UnknownNameError as e:
+        return str(e)
+    return None
 
 
 SMOKE = Param("smoke", "bool", False, "tiny sizes to check the page runs; smoke pages never reach the book")
@@ -175,24 +233,65 @@ DECLARED: dict[str, list[Param]] = {
               none_means="every held-out scene with two object kinds"),
         Param("batch_size", "int", 32, "captions per language-model batch (fluency)", minimum=1),
     ],
+    # ---- The probe: one template per page kind; "probe" serves every reward page (registry.notebook_variants),
+    # each of which fixes its own reward
+    "probe-method": [SMOKE, SEED],
+    "probe": [
+        SMOKE, SEED,
+        Param("reward", "str", "cider-d", "the SCST reward of this page: a probe system (analysis.probe.SYSTEMS) or "
+              "any other reward name (a scorer, score:<scorer>, mix:<scorer>), trained with one seed", names="reward"),
+        Param("n_boot", "int", 1000, "bootstrap resamples (over images and seeds) for every interval", minimum=100),
+        Param("n_examples", "int", 8, "example test images shown with every system's caption", minimum=1,
+              maximum=32),
+    ],
+    "probe-cross": [
+        SMOKE, SEED,
+        Param("n_boot", "int", 1000, "bootstrap resamples (over images and seeds) for every interval", minimum=100),
+        Param("sheet_images", "int", 20, "test images on the blind human-evaluation sheet", minimum=1, maximum=119),
+    ],
+    "probe-decoding": [
+        SMOKE, SEED,
+        Param("scorers", "list", ["clip-mini", "uniter-mini", "lxmert-mini", "blind"],
+              "scorers that guide the decoding (each re-ranks the prior's proposals)", names="scorer"),
+        Param("priors", "list", ["xe", "smollm2"], "language-model priors that propose tokens: xe (the XE "
+              "captioner, in-domain) and/or smollm2 (SmolLM2-135M-Instruct, open English, image-blind)"),
+        Param("weights", "any", [0.0, 0.05, 0.2, 1.0], "prior weights w >= 0 of rank = score + w · LP / n^length_norm "
+              "(LP the prior log-prob of the n tokens; 0: the scorer alone chooses among the proposals)"),
+        Param("n_images", "int", 24, "test images decoded", minimum=1, maximum=119),
+        Param("beam", "int", 3, "beam size", minimum=1, maximum=16),
+        Param("top_k", "int", 5, "proposals per prefix", minimum=1, maximum=64),
+        Param("max_len", "int", 12, "most tokens per caption", minimum=2, maximum=30),
+        Param("length_norm", "float", 1.0, "exponent α of the prior term's length normalisation LP / n^α (0: the "
+              "summed log-prob, which favours short captions)", minimum=0.0),
+    ],
+    "probe-findings": [
+        SMOKE, SEED,
+        Param("n_boot", "int", 1000, "bootstrap resamples (over images and seeds) for every interval", minimum=100),
+    ],
     "reproducibility": [SMOKE, SEED],
 }
 
 
 def declare(notebook: str, params: list[Param], *, replace: bool = False) -> None:
-    """Declare the parameters of ``notebook`` (for notebooks registered from a plugin)."""
+    """Declare the parameters of ``notebook`` (for notebooks registered from a plugin): a page's name, or the
+    base name (``variant_of``) of a set of variant pages, which then share this one declaration."""
     if notebook in DECLARED and not replace:
         raise ValueError(f"parameters of notebook {notebook!r} are already declared; pass replace=True")
     DECLARED[notebook] = list(params)
 
 
 def template_values(notebook: str) -> dict[str, Any]:
-    """The literals the template's ``parameters`` cell assigns, in order."""
+    """The literals the ``parameters`` cell of ``notebook``'s template assigns, in order (not the page's fixed
+    values)."""
     import nbformat
 
     from analysis.registry import notebook_template
 
-    nb = nbformat.read(notebook_template(notebook), as_version=4)
+    path = notebook_template(notebook)
+    if not path.is_file():
+        raise ParameterError(f"notebook {notebook!r}: its template {path} does not exist, so its parameters cannot be "
+                             f"read; write the template, or fix meta['template'] of its NOTEBOOKS entry")
+    nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise ParameterError(f"template of notebook {notebook!r} needs exactly one cell tagged 'parameters' "
@@ -212,16 +311,60 @@ def _inferred(notebook: str) -> list[Param]:
             for k, v in template_values(notebook).items()]
 
 
-def spec(notebook: str) -> dict[str, Param]:
-    """``{name: Param}`` for ``notebook``: its declaration, else what its template assigns."""
+def declaration_key(notebook: str) -> str | None:
+    """The key of ``notebook``'s parameter declaration in :data:`DECLARED`: the page's own name, else its base
+    (``meta["variant_of"]``), else its template path as the registry writes it; ``None`` when undeclared (the
+    template's ``parameters`` cell is then read)."""
     from analysis.registry import NOTEBOOKS
 
-    NOTEBOOKS.entry(notebook)  # unknown notebook -> UnknownNameError with the valid names
-    return {p.name: p for p in (DECLARED[notebook] if notebook in DECLARED else _inferred(notebook))}
+    meta = NOTEBOOKS.entry(notebook).meta  # unknown notebook -> UnknownNameError with the valid names
+    for key in (notebook, meta.get("variant_of"), meta.get("template")):
+        if key is not None and key in DECLARED:
+            return key
+    return None
+
+
+def template_spec(notebook: str) -> dict[str, Param]:
+    """``{name: Param}`` of ``notebook``'s *template*: its declaration, else what the template assigns; the
+    defaults are the template's own, without the page's fixed values (see :func:`spec`)."""
+    key = declaration_key(notebook)
+    return {p.name: p for p in (DECLARED[key] if key is not None else _inferred(notebook))}
+
+
+def fixed(notebook: str) -> dict[str, Any]:
+    """The parameter values page ``notebook`` fixes (``meta["parameters"]``), checked against its template's
+    declaration and normalised; a typo names the page and the registry entry to fix."""
+    from analysis.registry import notebook_fixed
+
+    values = notebook_fixed(notebook)
+    if not values:
+        return {}
+    sp = template_spec(notebook)
+    where = f"notebook {notebook!r} (its fixed parameters, meta['parameters'] of its NOTEBOOKS entry)"
+    for k in values:
+        if k not in sp:
+            raise _unknown_key(k, list(sp), where)
+    try:
+        return {k: sp[k].check(v, notebook) for k, v in values.items()}
+    except ParameterError as e:
+        raise ParameterError(f"{e} This value is fixed by the page: correct meta['parameters'] of the NOTEBOOKS "
+                             f"entry {notebook!r}.") from None
+
+
+def spec(notebook: str) -> dict[str, Param]:
+    """``{name: Param}`` for page ``notebook``: its template's (:func:`template_spec`), with the values the page
+    fixes as the defaults."""
+    import dataclasses
+
+    sp = template_spec(notebook)
+    for k, v in fixed(notebook).items():
+        sp[k] = dataclasses.replace(sp[k], default=v)
+    return sp
 
 
 def defaults(notebook: str) -> dict[str, Any]:
-    """The declared default of every parameter of ``notebook``."""
+    """The default of every parameter of page ``notebook``: the template's declared defaults overlaid with the
+    values the page fixes."""
     return {k: p.default for k, p in spec(notebook).items()}
 
 
@@ -284,12 +427,20 @@ def variant_name(notebook: str, params: dict[str, Any]) -> str:
 
 
 def describe(notebook: str) -> str:
-    """A plain-text table of ``notebook``'s parameters: name, type, default, help."""
-    sp = spec(notebook)
+    """A plain-text table of ``notebook``'s parameters: name, type, default, help; a variant page says which
+    template it runs and marks the values it fixes."""
+    from analysis.registry import NOTEBOOKS
+
+    sp, own, fix = spec(notebook), template_spec(notebook), fixed(notebook)
     w = max(len(k) for k in sp)
     tw = max(len(p.type_text()) for p in sp.values())
     lines = [f"parameters of notebook '{notebook}' (set with -p KEY VALUE; VALUE is YAML):"]
+    if fix:
+        lines.insert(0, f"notebook '{notebook}' is the template {NOTEBOOKS.entry(notebook).meta['template']} with "
+                        + ", ".join(f"{k}={v!r}" for k, v in fix.items())
+                        + " (its defaults make the book's page; other values make a run under book/generated/runs/)")
     for k, p in sp.items():
         extra = f"; None = {p.none_means}" if p.none_means else ""
-        lines.append(f"  {k:<{w}}  {p.type_text():<{tw}}  default {p.default!r}\n  {'':<{w}}  {p.help}{extra}")
+        note = f" (fixed by this page; the template's default is {own[k].default!r})" if k in fix else ""
+        lines.append(f"  {k:<{w}}  {p.type_text():<{tw}}  default {p.default!r}{note}\n  {'':<{w}}  {p.help}{extra}")
     return "\n".join(lines)

@@ -136,3 +136,91 @@ def measure_orderings(rows: pd.DataFrame):
     ax.set_xticklabels(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- the probe
+def scst_curves(curves: pd.DataFrame):
+    """SCST training curves, one line per system and seed: the mean sampled reward per step (left; each
+    reward on its own scale), and the greedy captions of the fixed training probe batch: CIDEr-D (middle) and
+    words per caption (right)."""
+    panels = [("reward_mean", "mean reward of the samples", "reward (its own units)"),
+              ("greedy_cider_d", "greedy CIDEr-D (probe batch)", "CIDEr-D"),
+              ("greedy_length", "greedy caption length (probe batch)", "words per caption")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    palette = dict(zip(dict.fromkeys(curves["system"]), sns.color_palette("colorblind", curves["system"].nunique())))
+    for ax, (col, title, ylabel) in zip(axes, panels):
+        d = curves.dropna(subset=[col]) if col in curves else curves.iloc[:0]
+        if col == "reward_mean" and len(d):
+            d = d.assign(**{col: d.groupby(["system", "seed"])[col].transform(
+                lambda v: v.rolling(10, min_periods=1).mean())})
+        for (sy, sd), g in d.groupby(["system", "seed"], sort=False):
+            ax.plot(g["step"], g[col], color=palette[sy], alpha=0.9 if sd == 0 else 0.5,
+                    label=f"{sy} (seed {sd})")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("SCST step")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("SCST from the XE captioner (rewards from embedded stand-ins; 10-step moving mean of the reward)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def caption_examples(examples: pd.DataFrame, paths: dict, *, cols: int = 4, width: int = 34):
+    """Each example image with the caption of every system below it (``examples``: one row per image id,
+    one column per system; ``paths``: image id -> file)."""
+    from analysis.data.base import open_rgb
+
+    n = len(examples)
+    rows = max(1, -(-n // cols))
+    k = len(examples.columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, (2.6 + 0.34 * k * 2) * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image_id, caps) in zip(axes.flat, examples.iterrows()):
+        ax.imshow(open_rgb(paths[image_id]))
+        lines = []
+        for system, cap in caps.items():
+            wrapped = textwrap.wrap(f"{system}: {cap if isinstance(cap, str) and cap else '(empty)'}", width)
+            lines += wrapped[:2] + (["…"] if len(wrapped) > 2 else [])
+        ax.text(0.0, -0.03, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=7.5,
+                family="monospace")
+    fig.tight_layout()
+    return fig
+
+
+def cross_heatmap(standardised: pd.DataFrame, raw: pd.DataFrame):
+    """Captioner (trained with reward A, rows) × scorer B (columns): the mean score of A's test captions under B,
+    annotated with the raw mean and coloured by its distance from the XE captioner's mean in units of the
+    column's spread over captioners (scorers have different scales)."""
+    fig, ax = plt.subplots(figsize=(1.7 * len(raw.columns) + 3.5, 0.45 * len(raw) + 1.8))
+    sns.heatmap(standardised, center=0, cmap="vlag", annot=raw.round(2), fmt="", ax=ax, linewidths=0.5,
+                cbar_kws={"label": "(mean − XE mean) / sd over captioners"})
+    ax.set_xlabel("scored by (embedded stand-ins; blind is text-only)")
+    ax.set_ylabel("captioner (SCST reward)")
+    ax.set_title("Cross-scoring: each captioner's test captions under every scorer", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def decoding_tradeoff(sweep: pd.DataFrame):
+    """Reward-guided decoding: mean guiding score (x) against mean prior log-probability per token (y) for each
+    prior weight, one panel per scorer, one line per prior."""
+    d = sweep.assign(lp_per_token=sweep["prior_logprob"] / sweep["tokens"].clip(lower=1))
+    m = d.groupby(["scorer", "prior", "weight"], sort=False)[["score", "lp_per_token"]].mean().reset_index()
+    scorers = list(dict.fromkeys(m["scorer"]))
+    fig, axes = plt.subplots(1, len(scorers), figsize=(3.4 * len(scorers), 3.3), squeeze=False)
+    colors = dict(zip(dict.fromkeys(m["prior"]), sns.color_palette("colorblind", m["prior"].nunique())))
+    for ax, sc in zip(axes.flat, scorers):
+        for pr, g in m[m.scorer == sc].groupby("prior", sort=False):
+            ax.plot(g["score"], g["lp_per_token"], marker="o", color=colors[pr], label=pr)
+            for _, r in g.iterrows():
+                ax.annotate(f"w={r['weight']:g}", (r["score"], r["lp_per_token"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+        ax.set_title(sc, fontsize=10)
+        ax.set_xlabel("mean score (guiding scorer)")
+        ax.set_ylabel("prior log-prob per token (nats)")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("Reward-guided decoding: scorer vs prior as the prior weight w grows", fontsize=11)
+    fig.tight_layout()
+    return fig

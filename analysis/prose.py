@@ -441,3 +441,290 @@ def chair_sentences(rows: pd.DataFrame) -> list[str]:
     return [f"CHAIR-s is {c['true']:.2f} for the true captions (0 if CHAIR finds every true object) and "
             f"{c['object swap']:.2f} for the object swaps (1 if it finds every replaced object, which shares no noun "
             "with the scene's objects)."]
+
+
+# ----------------------------------------------------------------------------- the probe's pages (issue 9)
+def _summary_of(rows: pd.DataFrame) -> pd.DataFrame:
+    s = rows[rows["analysis"] == "summary"] if "analysis" in rows else rows.iloc[:0]
+    return s.set_index(["system", "measure"]) if len(s) else s
+
+
+def _cell(s: pd.DataFrame, system: str, measure: str) -> str | None:
+    """``0.52 [0.47, 0.57]`` of a summary row, or None when the run has no such row."""
+    if not len(s) or (system, measure) not in s.index:
+        return None
+    r = s.loc[(system, measure)]
+    r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
+    if not r["value"] == r["value"]:
+        return None
+    lo, hi = r.get("low", float("nan")), r.get("high", float("nan"))
+    n = r.get("n", float("nan"))
+    few = f" (from only {int(n)} caption{'s' if n != 1 else ''})" if n == n and n < 10 else ""
+    return (f"{fmt_num(r['value'])} [{fmt_num(lo)}, {fmt_num(hi)}]" if lo == lo and hi == hi
+            else fmt_num(r["value"])) + few
+
+
+def _value(rows: pd.DataFrame, analysis: str, measure: str, system: str | None = None) -> float | None:
+    r = rows[(rows["analysis"] == analysis) & (rows["measure"] == measure)]
+    if system is not None:
+        r = r[r["system"] == system]
+    return float(r["value"].iloc[0]) if len(r) and r["value"].iloc[0] == r["value"].iloc[0] else None
+
+
+def probe_method_sentences(rows: pd.DataFrame) -> list[str]:
+    """The XE captioner's size, the test split, and its held-out quality beside the references' (summary rows);
+    says so when the XE or the reference rows are missing."""
+    out = []
+    n_par = _value(rows, "captioner", "n_parameters", "xe")
+    vocab = _value(rows, "captioner", "vocab_size", "xe")
+    n_test, n_scenes = _value(rows, "data", "test images"), _value(rows, "data", "test scenes")
+    n_train = _value(rows, "data", "train images")
+    if n_par is not None and vocab is not None:
+        out.append(f"The XE captioner has {n_par / 1e6:.2f} M parameters and writes from a vocabulary of "
+                   f"{int(vocab)} words, all taken from the training references.")
+    if n_train is not None and n_test is not None:
+        out.append(f"It learns from {int(n_train)} training images; the probe's captions are written for "
+                   f"{int(n_test)} held-out test images, {int(n_scenes or 0)} of them stamp scenes with a known "
+                   "scene graph.")
+    s = _summary_of(rows)
+    xe = _cell(s, "xe", "cider_d")
+    xe_sc, ref_sc = _cell(s, "xe (stamp scenes)", "cider_d"), _cell(s, "references (stamp scenes)", "cider_d")
+    if xe is None:
+        out.append("No XE summary was computed in this run, so the captioner's held-out quality is not shown.")
+    else:
+        out.append(f"On the test split the XE captioner's greedy captions reach CIDEr-D {xe} (mean, bootstrap 95% "
+                   "interval over images).")
+        if xe_sc is not None and ref_sc is not None:
+            out.append(f"On the stamp scenes alone, where each image has five template-written references, it reaches "
+                       f"{xe_sc}, and a held-out reference scored against the other four the same way reaches "
+                       f"{ref_sc}: what a correct caption written like the references gets on these images.")
+        else:
+            out.append("No like-for-like reference line (stamp scenes only) was computed in this run.")
+    lam = _value(rows, "mix", "lambda")
+    if lam is not None:
+        out.append(f"The mix reward uses λ = {lam:.3g} (equal spread of the CIDEr-D and clip-mini terms over the XE "
+                   "captioner's own samples).")
+    return out
+
+
+#: (measure, words) compared with the baselines on a reward page
+_COMPARE = (("cider_d", "CIDEr-D"), ("clip_s", "CLIP-S under clip-mini"), ("slor", "SLOR"),
+            ("grammar_error", "the share of captions the rule-based grammar detector flags"),
+            ("visual_words", "visual words per caption"), ("length", "words per caption"),
+            ("relation_correct", "relation correctness"), ("object_recall", "object recall"))
+
+
+def probe_reward_sentences(rows: pd.DataFrame, systems: list[str]) -> list[str]:
+    """For each system of a reward page: how its test captions compare with the XE and CIDEr-D captioners on the
+    main measures (values with intervals), its sentence patterns, the reward's rise during training, and for two
+    ITM outputs how often they wrote the same caption. Missing baselines are named."""
+    out = []
+    s = _summary_of(rows)
+    present = set(s.index.get_level_values(0)) if len(s) else set()
+    for sy in systems:
+        if sy not in present:
+            out.append(f"No summary of `{sy}` was computed in this run.")
+            continue
+        bases = [b for b in ("xe", "cider-d") if b in present and b != sy]
+        missing = [b for b in ("xe", "cider-d") if b not in present and b != sy]
+        parts = []
+        for m, words in _COMPARE:
+            mine = _cell(s, sy, m)
+            if mine is None:
+                continue
+            ref = "; ".join(f"{b} {_cell(s, b, m)}" for b in bases if _cell(s, b, m) is not None)
+            parts.append(f"{words} {mine}" + (f" ({ref})" if ref else ""))
+        if parts:
+            out.append(f"Captions of `{sy}`: " + ", ".join(parts) + ".")
+        if missing:
+            out.append(f"The baseline{'s' if len(missing) > 1 else ''} {' and '.join(missing)} "
+                       f"{'are' if len(missing) > 1 else 'is'} missing from this run, so `{sy}` is compared with "
+                       f"{' and '.join(bases) if bases else 'nothing'}.")
+        pat = rows[(rows["analysis"] == "patterns") & (rows["system"] == sy)].set_index("measure")["value"]
+        base = rows[(rows["analysis"] == "patterns") & (rows["system"] == "xe")].set_index("measure")["value"]
+        if {"template_entropy", "distinct_captions"} <= set(pat.index):
+            ref = (f" (XE: {base['template_entropy']:.2f} bits, {base['distinct_captions']:.0%})"
+                   if {"template_entropy", "distinct_captions"} <= set(base.index) else "")
+            out.append(f"Their POS templates have {pat['template_entropy']:.2f} bits of entropy and "
+                       f"{pat['distinct_captions']:.0%} of the seed-0 captions are distinct{ref}.")
+        cur = rows[(rows["analysis"] == "training curve") & (rows["system"] == sy) & (rows["measure"] == "reward_mean")]
+        if len(cur):
+            c0 = cur[cur["seed"] == cur["seed"].min()].sort_values("step")
+            k = max(1, min(10, len(c0) // 4))
+            a, b = c0["value"].iloc[:k].mean(), c0["value"].iloc[-k:].mean()
+            out.append(f"During SCST the mean sampled reward of `{sy}` went from {fmt_num(a)} (first {k} steps) to "
+                       f"{fmt_num(b)} (last {k}).")
+    same = rows[(rows["analysis"] == "itm output") & (rows["measure"] == "identical captions")]
+    for _, r in same.iterrows():
+        ci = (f" (Wilson 95% interval {r['low']:.0%} to {r['high']:.0%})"
+              if "low" in r and r["low"] == r["low"] else "")
+        out.append(f"The ITM-logit and ITM-probability rewards wrote the same caption for {r['value']:.0%} of the "
+                   f"{int(r['n'])} test images{ci} (seed 0): "
+                   + ("the choice changed the captions." if r["value"] < 1 else "the choice made no difference."))
+    return out
+
+
+def probe_cross_sentences(rows: pd.DataFrame) -> list[str]:
+    """For each scorer: the captioner it rates highest, and the rank it gives the captioner trained on it."""
+    out = []
+    c = rows[rows["analysis"] == "cross"] if "analysis" in rows else rows.iloc[:0]
+    if not len(c):
+        return ["No cross-scoring was computed in this run."]
+    for sc, g in c.groupby("scorer", sort=False):
+        g = g[~g["system"].isin(["references"])]
+        if not len(g):
+            continue
+        best = g.loc[g["value"].idxmax()]
+        out.append(f"`{sc}` rates the captions of `{best['system']}` highest ({fmt_num(best['value'])} "
+                   f"[{fmt_num(best['low'])}, {fmt_num(best['high'])}]).")
+    own = rows[rows["analysis"] == "own reward"]
+    for _, r in own.iterrows():
+        rank = int(r["value"])
+        out.append(f"Among the {int(r['n'])} SCST captioners, `{r['scorer']}` ranks the one trained on it "
+                   + ("first." if rank == 1 else f"{rank}{'nd' if rank == 2 else 'rd' if rank == 3 else 'th'}."))
+    return out
+
+
+def probe_decoding_sentences(sweep: pd.DataFrame) -> list[str]:
+    """Per scorer and prior: the guiding score, the prior log-probability per token and the visual words per caption
+    at the smallest and the largest prior weight."""
+    if not len(sweep):
+        return ["No reward-guided decoding was run."]
+    out = []
+    d = sweep.assign(lp=sweep["prior_logprob"] / sweep["tokens"].clip(lower=1))
+    for (sc, pr), g in d.groupby(["scorer", "prior"], sort=False):
+        m = g.groupby("weight")[["score", "lp", "visual_words"]].mean().sort_index()
+        if len(m) < 2:
+            continue
+        lo, hi = m.index[0], m.index[-1]
+        out.append(f"Guided by `{sc}` with the {pr} prior, raising the prior weight from {lo:g} to {hi:g} moves the "
+                   f"mean score from {fmt_num(m.loc[lo, 'score'])} to {fmt_num(m.loc[hi, 'score'])}, the prior "
+                   f"log-probability per token from {fmt_num(m.loc[lo, 'lp'])} to {fmt_num(m.loc[hi, 'lp'])} and the "
+                   f"visual words per caption from {fmt_num(m.loc[lo, 'visual_words'])} to "
+                   f"{fmt_num(m.loc[hi, 'visual_words'])}.")
+    return out
+
+
+# ----------------------------------------------------------------------------- the probe's findings (issue 9)
+def _probe_ci(r) -> str:
+    """``-0.12 [-0.20, -0.05]`` of a findings row (``value``, ``low``, ``high``; :func:`fmt_num` each, so a
+    perplexity difference in the hundreds is not shown with two decimals)."""
+    return f"{fmt_num(r['value'])} [{fmt_num(r['low'])}, {fmt_num(r['high'])}]"
+
+
+def _held(x) -> bool:
+    """A findings row's ``supports``: True only for a test that ran and holds (None / NaN: not run)."""
+    return x is not None and x == x and bool(x)
+
+
+def _seeds(n) -> str:
+    n = int(n) if n == n else 0
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _and(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c`` (no backticks)."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def _probe_tests(rows: pd.DataFrame, v) -> pd.DataFrame:
+    """The tests behind one verdict: the finding's rows of this system that ran (controls and descriptive rows
+    left out) and, for F3, the pooled correlation of its own scorer."""
+    r = rows[(rows["finding"] == v["finding"]) & (rows["status"] == "ok") & rows["direction_expected"].notna()]
+    mine = r[(r["system"] == v["system"]) & ~r["component"].str.endswith("(blind control)")]
+    pooled = r[(r["system"] == "(pooled)") & (r["scorer"] == v["scorer"])]
+    return pd.concat([pooled, mine])
+
+
+def probe_finding_sentences(verdicts: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """One or two sentences per finding and probed system (``analysis.findings.verdicts`` and the rows it was
+    made from): the verdict with the system's family and seed count, every test with its value and interval
+    (system minus baseline, or the edit/insertion contrast, or rho) and whether it holds after Holm's
+    correction; then what weakens it: the text-only system reproducing the finding too, the text-only scorer
+    showing the same effect on these captions, components that could not be tested, a single seed."""
+    if verdicts is None or verdicts.empty:
+        return ["No finding of the probe was tested in this run."]
+    out = []
+    for _, v in verdicts.iterrows():
+        fam = f"{v['family']}, " if v.get("family") else ""
+        head = (f"**{v['finding']}** ({v.get('finding_name', v['finding'])}), `{v['system']}` "
+                f"({fam}{_seeds(v['seeds'])}): **{v['verdict']}**")
+        if v["verdict"] == "not testable here":
+            out.append(f"{head}: {v['reason']}.")
+            continue
+        t = _probe_tests(rows, v)
+        parts = [f"{r['test']}" + (f" vs `{r['baseline']}`" if r["baseline"] else "")
+                 + (f" (`{r['scorer']}`)" if r["system"] == "(pooled)" else "")
+                 + f" {_probe_ci(r)} (" + (f"margin {fmt_num(r['null'])}; " if r["null"] else "")
+                 + f"{'holds' if _held(r['supports']) else 'not shown'}, corrected {fmt_p(r['p_holm'])})"
+                 for _, r in t.iterrows()]
+        first = head + (": " + "; ".join(parts) if parts else "") + "."
+        notes = []
+        comps = v.get("components") if isinstance(v.get("components"), dict) else {}
+        untested = [c for c, s in comps.items() if s == "untestable"]
+        if untested:
+            notes.append(f"{_and(untested)} could not be tested")
+        if bool(v.get("blind_flag", False)):
+            notes.append(f"the text-only `blind` system reproduces {v['finding']} too, so here it is not evidence "
+                         "about image–text alignment")
+        elif v["family"] == "text-only" or v["system"] == "blind":
+            notes.append("this system never sees the image, so what it shows is a property of the text")
+        if v.get("blind_control") == "supports":
+            notes.append("the text-only scorer `blind` shows the same effect on these captions")
+        if int(v["seeds"]) == 1:
+            notes.append("with 1 seed the verdict may be one training run's accident")
+        out.append(first + (" " + "; ".join(notes)[:1].upper() + "; ".join(notes)[1:] + "." if notes else ""))
+    return out
+
+
+def probe_missing_sentences(rows: pd.DataFrame) -> list[str]:
+    """What the probe's findings could not test in this run, from the rows' ``status``: missing baselines (a
+    finding that needs them is not testable here), systems without captions, edits not scored by a system's own
+    scorer, score columns absent, tests with too few captions, and a missing text-only system."""
+    if rows is None or rows.empty:
+        return ["No finding of the probe was tested in this run."]
+    out = []
+    st = rows["status"]
+    for base, g in rows[st == "missing baseline"].groupby("baseline", sort=False):
+        fs = sorted(set(g["finding"]))
+        out.append(f"The baseline `{base}` has no captions in this run, so {_and(fs)} "
+                   f"{'is' if len(fs) == 1 else 'are'} not testable here (each is a comparison with every baseline).")
+    miss = list(dict.fromkeys(rows.loc[st == "missing system", "system"]))
+    if miss:
+        out.append(f"{names_list(miss)} {'has' if len(miss) == 1 else 'have'} no captions in this run, so no finding "
+                   "is tested for {}.".format("it" if len(miss) == 1 else "them"))
+    for (system, scorer), g in rows[st == "missing edits"].groupby(["system", "scorer"], sort=False):
+        fs = sorted(set(g["finding"]))
+        out.append(f"No edits of `{system}`'s captions were scored by its own scorer `{scorer}`, so the edit tests of "
+                   f"{_and(fs)} are not testable here.")
+    for r in rows[st == "missing scorer"].drop_duplicates("scorer").itertuples():
+        out.append(f"The caption table has no `score:{r.scorer}` column, so the visual-word correlation of "
+                   f"`{r.scorer}` is not testable here.")
+    for r in rows[st == "missing column"].drop_duplicates("note").itertuples():
+        out.append(f"{r.note[:1].upper()}{r.note[1:]}, so {r.test} ({r.finding}) is not testable here.")
+    few = rows[st == "too few"]
+    for system, g in few.groupby("system", sort=False):
+        items = [f"{r.test}" + (f" vs `{r.baseline}`" if r.baseline else "") + f" (n = {int(r.n)})"
+                 for r in g.itertuples()]
+        out.append(f"Too few captions or edits to test, for `{system}`: {'; '.join(items)}.")
+    fam = rows["family"] if "family" in rows else pd.Series("", index=rows.index)
+    if not ((rows["system"] == "blind") | (fam == "text-only")).any():
+        out.append("No text-only `blind` system was in this run, so no verdict can be checked against what the "
+                   "caption text alone gives away.")
+    return out
+
+
+def probe_correction_sentences(rows: pd.DataFrame) -> list[str]:
+    """How the probe's intervals and p-values were made: the confidence level and interval kinds in the rows, and
+    how many tests each Holm family holds."""
+    t = rows.dropna(subset=["p"]) if rows is not None and len(rows) and "p" in rows else None
+    if t is None or t.empty:
+        return ["No test of the probe's findings was run."]
+    conf = rows["confidence"].dropna()
+    level = f"{conf.iloc[0]:.0%} " if len(conf) else ""
+    kinds = [k for k in dict.fromkeys(rows["interval"].dropna()) if k]
+    counts = t.groupby("test_family", sort=False).size()
+    fams = ", ".join(f"*{f}* ({n} test{'s' if n != 1 else ''})" for f, n in counts.items())
+    return [f"Intervals are {level}two-level bootstrap intervals ({_and(kinds) or 'percentile'}; images drawn once "
+            "for both sides of a comparison, seeds drawn within each system); p-values are two-sided bootstrap p, "
+            f"Holm-corrected within each family: {fams}; a test holds at α = {ALPHA} after that correction."]

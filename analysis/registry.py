@@ -18,6 +18,14 @@ metrics (BLEU…CIDEr via pycocoevalcap, CLIP-S, aCLIP-S) will get a ``METRICS``
 registry of ``compute_score(gts, res) -> (corpus, per_item)`` builders, and each new
 chapter a ``NOTEBOOKS`` entry whose experiment returns :mod:`analysis.results` rows.
 
+Parameter variants are pages (DESIGN.md §7): one template, several parameter sets. A
+``NOTEBOOKS`` entry is one page of the book (``book/generated/<name>``); its ``meta["template"]``
+may be shared with other entries, and its ``meta["parameters"]`` fixes some of the template's
+parameters for this page (:func:`notebook_variants` makes such a set, one entry per variant,
+in order). :mod:`analysis.parameters` overlays the fixed values on the template's declared
+defaults, so the page's defaults publish ``book/generated/<name>.ipynb`` and any override is a
+run under ``book/generated/runs/``.
+
 >>> get_dataset("no-such-set")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 UnknownNameError: unknown dataset 'no-such-set'; valid names: ...
@@ -89,6 +97,11 @@ class Registry:
         self._entries[e.name] = e
         return e
 
+    def add(self, *entries: Entry, replace: bool = False) -> list[Entry]:
+        """Add ready-made entries in order (e.g. ``NOTEBOOKS.add(*notebook_variants(...))`` in a plugin);
+        a name that exists raises :class:`DuplicateNameError` unless ``replace=True``."""
+        return [self._add(e, replace=replace) for e in entries]
+
     def register(self, name: str, target, summary: str = "", *, replace: bool = False, **meta) -> Entry:
         """Add ``name`` -> ``target`` (a ``"module:function"`` string or a callable) from any module.
 
@@ -142,8 +155,56 @@ class Registry:
     def table(self):
         import pandas as pd
 
-        df = pd.DataFrame([{"name": e.name, "summary": e.summary, **e.meta} for e in self._entries.values()])
+        df = pd.DataFrame([{"name": e.name, "summary": e.summary, **{k: _shown(v) for k, v in e.meta.items()}}
+                           for e in self._entries.values()])
         return df.astype(object).where(df.notna(), "")
+
+
+def _shown(value):
+    """A meta value as ``list`` shows it: a dict (a variant's fixed parameters) as ``key=value, ...``.
+
+    >>> _shown({"reward": "mix:clip-mini", "lam": 0.5})
+    'reward=mix:clip-mini, lam=0.5'
+    """
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return value
+
+
+def notebook_variants(base: str, template: str, target: str, part: str, variants: dict[str, dict],
+                      summary: str) -> list[Entry]:
+    """One notebook entry (one page of the book) per parameter set of one template, in the order given.
+
+    Variant ``suffix -> params`` becomes the entry ``f"{base}-{suffix}"`` with meta ``{"template": template,
+    "part": part, "parameters": params, "variant_of": base}`` and the summary ``summary.format(**params)``.
+    The template's parameters are declared once, under ``base`` (:func:`analysis.parameters.declare`);
+    a variant's fixed values are checked against that declaration when the page is first used.
+
+    >>> [e.name for e in notebook_variants("probe", "t.ipynb", "m:f", "P", {"a": {"reward": "x"},
+    ...                                    "b": {"reward": "y"}}, "reward {reward}")]
+    ['probe-a', 'probe-b']
+    >>> notebook_variants("probe", "t.ipynb", "m:f", "P", {"a": {"reward": "x"}}, "reward {reward}")[0].meta
+    {'template': 't.ipynb', 'part': 'P', 'parameters': {'reward': 'x'}, 'variant_of': 'probe'}
+    """
+    if not variants:
+        raise ValueError(f"notebook variants of {base!r}: give at least one suffix -> parameters")
+    entries = []
+    for suffix, params in variants.items():
+        name = f"{base}-{suffix}"
+        if not isinstance(suffix, str) or not suffix or not all(c.isalnum() or c in "-_." for c in suffix):
+            raise ValueError(f"notebook variant {name!r}: the suffix {suffix!r} must be a non-empty word of letters, "
+                             f"digits, '-', '_' or '.' (it is the page's file name)")
+        if not isinstance(params, dict) or not params or not all(isinstance(k, str) for k in params):
+            raise ValueError(f"notebook variant {name!r}: parameters must be a non-empty dict of parameter name -> "
+                             f"value, not {params!r}")
+        try:
+            text = summary.format(**params)
+        except (KeyError, IndexError) as e:
+            raise ValueError(f"notebook variant {name!r}: the summary {summary!r} names {e}, which is not one of "
+                             f"its parameters ({', '.join(params)})") from None
+        entries.append(Entry(name, target, text, {"template": template, "part": part, "parameters": dict(params),
+                                                  "variant_of": base}))
+    return entries
 
 
 # --------------------------------------------------------------------------- datasets
@@ -287,6 +348,25 @@ NOTEBOOKS = Registry("notebook", [
     Entry("measures", "analysis.measures:run_measures",
           "Measures: a card per caption metric and linguistic measure, each checked on captions of known quality",
           {"template": "book/notebooks/measures.ipynb", "part": "Data and models"}),
+    # The probe (Ma et al. 2022): one page per reward, all made from book/notebooks/probe.ipynb
+    Entry("probe-method", "analysis.probe:run_method",
+          "The probe, method: the XE captioner, SCST, the rewards and systems, what is a stand-in",
+          {"template": "book/notebooks/probe_method.ipynb", "part": "The probe"}),
+    *notebook_variants(
+        "probe", "book/notebooks/probe.ipynb", "analysis.probe:run_reward_page", "The probe",
+        {"cider-d": {"reward": "cider-d"}, "clip-mini": {"reward": "clip-mini"},
+         "uniter-mini": {"reward": "uniter-mini"}, "lxmert-mini": {"reward": "lxmert-mini"},
+         "blind": {"reward": "blind"}, "mix-clip-mini": {"reward": "mix:clip-mini"}},
+        "The probe, reward {reward}: SCST from the XE captioner, caption quality, grounding and fluency"),
+    Entry("probe-cross", "analysis.probe:run_cross",
+          "The probe across rewards: every captioner scored by every scorer, examples, the human-evaluation sheet",
+          {"template": "book/notebooks/probe_cross.ipynb", "part": "The probe"}),
+    Entry("probe-decoding", "analysis.probe:run_decoding",
+          "The probe without training: reward-guided decoding with an XE or SmolLM2 prior, prior weight swept",
+          {"template": "book/notebooks/probe_decoding.ipynb", "part": "The probe"}),
+    Entry("probe-findings", "analysis.probe:run_findings",
+          "The probe, findings: F1-F3 as tests per scorer family with blind beside each, computed verdicts",
+          {"template": "book/notebooks/probe_findings.ipynb", "part": "The probe"}),
     Entry("reproducibility", "analysis.provenance:run_provenance",
           "Reproducibility: package versions, data package versions and hashes, seeds, cache entries",
           {"template": "book/notebooks/reproducibility.ipynb", "part": "Reproducibility"}),
@@ -335,5 +415,20 @@ def embedded_scorers() -> list[str]:
 
 
 def notebook_template(name: str) -> Path:
-    """Path of the template of notebook ``name``."""
+    """Path of the template of notebook ``name`` (several variant pages may share one)."""
     return ROOT / NOTEBOOKS.entry(name).meta["template"]
+
+
+def notebook_fixed(name: str) -> dict:
+    """The parameter values page ``name`` fixes (``meta["parameters"]``; ``{}`` for a page that fixes none).
+
+    Unchecked: :func:`analysis.parameters.fixed` checks them against the template's declaration."""
+    return dict(NOTEBOOKS.entry(name).meta.get("parameters") or {})
+
+
+def notebooks_by_template() -> dict[str, list[str]]:
+    """``{template path: [page names]}`` in registry order: the pages each template makes."""
+    out: dict[str, list[str]] = {}
+    for name in NOTEBOOKS.names():
+        out.setdefault(NOTEBOOKS.entry(name).meta["template"], []).append(name)
+    return out

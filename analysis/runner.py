@@ -237,7 +237,8 @@ def _move_into_place(tmp: Path, out: Path, page: Path, results: Path) -> None:
 
 def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None, publish: bool | None = None,
                  progress: bool = True, log_output: bool | None = None) -> Outcome:
-    """Execute template ``name`` with ``parameters`` (checked by :mod:`analysis.parameters`).
+    """Execute page ``name``'s template with ``parameters`` (checked by :mod:`analysis.parameters`; a variant
+    page's fixed values are its defaults, and every parameter is injected, so they reach the kernel).
 
     ``publish=None`` publishes exactly when the parameters are the defaults; see :func:`destination`.
     ``log_output`` echoes the kernel's output (training progress bars) to stderr; by default it is on
@@ -262,7 +263,9 @@ def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None
     tmp.mkdir()
     out = tmp / f"{name}.ipynb"
     nb = nbformat.read(notebook_template(name), as_version=4)
-    nb.metadata["study"] = {"notebook": name, "parameters": params, "smoke": smoke, "published": publish,
+    nb.metadata["study"] = {"notebook": name, "template": NOTEBOOKS.entry(name).meta["template"],
+                            "fixed": params_mod.fixed(name),  # what a variant page fixes (DESIGN.md §7)
+                            "parameters": params, "smoke": smoke, "published": publish,
                             "variant": None if publish else page.parent.name,
                             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     env = {"STUDY_RESULTS": str(tmp / "results"), "STUDY_RESULTS_DEST": str(results.resolve())}

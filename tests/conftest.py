@@ -42,3 +42,20 @@ def copy_set(tmp_path):
         return dest
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """``(root, completed process)`` of ``python -m analysis all --smoke --root <a staged book>``: every notebook
+    at smoke size, then the book built with warnings as errors. Shared by the notebook tests and the README's
+    ``all --smoke`` example, so the whole smoke book runs once per session."""
+    import subprocess
+    import sys
+
+    from analysis import runner
+    from analysis.registry import ROOT
+
+    root = runner.stage(tmp_path_factory.mktemp("book"))
+    proc = subprocess.run([sys.executable, "-m", "analysis", "all", "--smoke", "--root", str(root)],
+                          capture_output=True, text=True, cwd=ROOT)
+    return root, proc

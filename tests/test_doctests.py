@@ -7,7 +7,7 @@ import pytest
 MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.scene_parse", "analysis.registry", "analysis.parameters",
            "analysis.grammar", "analysis.fluency", "analysis.wordnet", "analysis.measures",
            "analysis.grounding", "analysis.humaneval", "analysis.captioning.model", "analysis.captioning.xe",
-           "analysis.captioning.scst"]
+           "analysis.captioning.scst", "analysis.probe", "analysis.findings"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -17,9 +17,11 @@ import pytest
 import yaml
 
 from analysis import parameters, results, runner
-from analysis.registry import NOTEBOOKS, ROOT, notebook_template
+from analysis.registry import NOTEBOOKS, ROOT, notebook_template, notebooks_by_template
 
-NAMES = NOTEBOOKS.names()
+NAMES = NOTEBOOKS.names()  # the book's pages, variant pages included
+TEMPLATES = notebooks_by_template()  # each template once, with the pages it makes
+VARIANTS = [n for n in NAMES if NOTEBOOKS.entry(n).meta.get("parameters")]
 
 
 def parameters_of(name):
@@ -28,9 +30,14 @@ def parameters_of(name):
     return nb, cells
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_template_lint(name):
-    nb, cells = parameters_of(name)
+def first_page(template):
+    """The first page a template makes: template checks run once per template, through it."""
+    return TEMPLATES[template][0]
+
+
+@pytest.mark.parametrize("template", list(TEMPLATES))
+def test_template_lint(template):
+    nb, cells = parameters_of(first_page(template))
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert len(cells) == 1, "exactly one cell tagged 'parameters'"
     assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
@@ -38,21 +45,44 @@ def test_template_lint(name):
     nbformat.validate(nb)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_parameters_match_the_declaration(name):
+@pytest.mark.parametrize("template", list(TEMPLATES))
+def test_parameters_match_the_declaration(template):
     """The parameters cell assigns plain literals: exactly the declared names, in order, with the declared
-    defaults (analysis/parameters.py); smoke and seed are there; the experiment accepts them."""
+    defaults (analysis/parameters.py; the template's own, not a variant page's fixed values); smoke and seed are
+    there; the experiment of every page made from it accepts them."""
+    name = first_page(template)
     _, (cell,) = parameters_of(name)
     tree = ast.parse(cell.source)
     params = {}
     for node in tree.body:
         assert isinstance(node, ast.Assign), f"parameters cell may only assign literals: {ast.unparse(node)}"
         params[node.targets[0].id] = ast.literal_eval(node.value)
-    assert params == parameters.defaults(name)
-    assert list(params) == list(parameters.spec(name))
+    declared = parameters.template_spec(name)
+    assert params == {k: p.default for k, p in declared.items()}
+    assert list(params) == list(declared)
     assert params["smoke"] is False and isinstance(params["seed"], int)
-    sig = inspect.signature(NOTEBOOKS.entry(name).load()).parameters
-    assert "smoke" in sig and "seed" in sig
+    for page in TEMPLATES[template]:
+        sig = inspect.signature(NOTEBOOKS.entry(page).load()).parameters
+        assert "smoke" in sig and "seed" in sig, page
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_each_variant_pages_fixed_parameters_pass_the_check(name):
+    """A variant page's fixed values are allowed values of its template's declared parameters, and they are that
+    page's defaults: running it with no -p publishes book/generated/<name>.ipynb."""
+    fixed = parameters.fixed(name)  # raises ParameterError naming the page when a value is not allowed
+    assert set(fixed) == set(NOTEBOOKS.entry(name).meta["parameters"])
+    params = parameters.check(name, {})
+    assert {k: params[k] for k in fixed} == fixed
+    assert parameters.is_default(name, params)
+    assert runner.destination(name, params, publish=True)[0] == runner.generated() / f"{name}.ipynb"
+
+
+def test_variant_pages_of_one_template_differ():
+    """Two pages of one template that fix the same values would be the same page twice."""
+    for template, pages in TEMPLATES.items():
+        sets = [repr(sorted(NOTEBOOKS.entry(p).meta.get("parameters", {}).items())) for p in pages]
+        assert len(set(sets)) == len(sets), f"{template}: pages {pages} repeat a parameter set"
 
 
 def toc_files():
@@ -61,20 +91,23 @@ def toc_files():
 
 
 def test_toc_and_notebook_registry_agree():
+    """Every registered page (variant pages included) is in the TOC and vice versa, in registry order (which is
+    the run order), each under the part its entry names."""
     files, root = toc_files()
-    generated = sorted(f.removeprefix("book/generated/") for f in files if f.startswith("book/generated/"))
-    assert generated == sorted(NAMES)
+    generated = [f.removeprefix("book/generated/") for f in files if f.startswith("book/generated/")]
+    assert generated == NAMES
+    assert runner.toc_pages(ROOT) == NAMES
     assert (ROOT / f"{root}.md").is_file()
     for f in files:
         assert f.startswith("book/generated/") or (ROOT / f"{f}.md").is_file(), f
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    part_of = {ch["file"].removeprefix("book/generated/"): part["caption"] for part in toc["parts"]
+               for ch in part["chapters"]}
+    assert {n: NOTEBOOKS.entry(n).meta["part"] for n in NAMES} == {n: part_of[n] for n in NAMES}
 
 
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    root = runner.stage(tmp_path_factory.mktemp("book"))
-    proc = subprocess.run([sys.executable, "-m", "analysis", "all", "--smoke", "--root", str(root)],
-                          capture_output=True, text=True, cwd=ROOT)
-    return root, proc
+# the smoke book (`python -m analysis all --smoke --root <staged>`) is the session fixture `smoke_book` of
+# tests/conftest.py: the README's `all --smoke` example is checked against the same run (tests/test_readme.py)
 
 
 def test_smoke_all_builds_the_book_with_warnings_as_errors(smoke_book):
@@ -99,6 +132,8 @@ def test_each_notebook_ran_in_smoke_mode_without_errors(smoke_book, name):
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "smoke = True" in injected[0].source
     assert nb.metadata["study"]["smoke"] is True and nb.metadata["study"]["published"] is True
+    for k, v in parameters.fixed(name).items():  # a variant page's own values reached its kernel
+        assert nb.metadata["papermill"]["parameters"][k] == v, (name, k)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert outputs and not [o for o in outputs if o.output_type == "error"]
 
@@ -112,9 +147,11 @@ def test_every_result_row_says_smoke(smoke_book):
 
 
 def test_same_seed_gives_byte_identical_result_files(smoke_book, tmp_path_factory):
-    """A second smoke run of every notebook, in another staged root and with the stand-ins retrained and every
+    """A second smoke run, in another staged root and with the stand-ins and every captioner retrained and every
     score recomputed, writes the same bytes to every result table (CSV and Parquet); only the *.timings.csv
-    files may differ."""
+    files may differ. It runs every notebook except the probe's reward, cross-scoring and decoding pages (CI time):
+    the probe's findings page, which it does run, retrains every SCST captioner and tabulates every system's
+    captions and measures, so a captioner that trained differently would change its table."""
     import os
 
     from analysis import cache
@@ -126,22 +163,25 @@ def test_same_seed_gives_byte_identical_result_files(smoke_book, tmp_path_factor
     for kind in cache.root().iterdir():
         if kind.is_dir() and kind.name not in ("checkpoints", "scores"):
             (fresh / kind.name).symlink_to(kind, target_is_directory=True)
-    proc = subprocess.run([sys.executable, "-m", "analysis", "run", "--smoke", "--root", str(second)],
+    again = [n for n in NAMES if not n.startswith("probe-") or n in ("probe-method", "probe-findings")]
+    proc = subprocess.run([sys.executable, "-m", "analysis", "run", *again, "--smoke", "--root", str(second)],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "STUDY_CACHE": str(fresh)})
     assert list((fresh / "checkpoints").iterdir()), "the second run did not retrain"
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     def tables(root):
         folder = root / "book" / "generated" / "results"
-        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-                if not p.name.endswith(results.TIMINGS_SUFFIX)}
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file() and not p.name.endswith(results.TIMINGS_SUFFIX)}
 
     a, b = tables(first), tables(second)
-    assert sorted(a) == sorted(b) and a
+    assert set(b) <= set(a) and "probe-findings.parquet" in b and "measures.parquet" in b
     # the Reproducibility table lists the cache it ran against, so its cache section differs by design here
-    assert [n for n in a if a[n] != b[n] and not n.startswith("provenance.")] == []
+    assert [n for n in b if a[n] != b[n] and not n.startswith("provenance.")] == []
     pa, pb = (results.read(r / "book" / "generated" / "results" / "provenance") for r in (first, second))
-    keep = lambda df: df[df.section != "cache"].reset_index(drop=True)  # noqa: E731
+    ran = set(pb.loc[pb.section == "seeds", "dataset"])  # the seeds section lists the tables each run wrote
+    keep = lambda df: df[(df.section != "cache") & ((df.section != "seeds") | df.dataset.isin(ran))].reset_index(  # noqa: E731
+        drop=True)
     assert keep(pa).equals(keep(pb))
 
 

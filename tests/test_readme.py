@@ -36,8 +36,15 @@ def test_the_readme_shows_the_commands_this_test_runs():
 
 
 @pytest.fixture(scope="module")
-def book_root(tmp_path_factory):
-    return runner.stage(tmp_path_factory.mktemp("readme-book"))
+def book_root(tmp_path_factory, smoke_book):
+    """A copy of the session's smoke book (its sources and executed pages, not its HTML): the README's commands
+    run into it, so `book` finds every page without the whole smoke book running a second time."""
+    import shutil
+
+    root, _ = smoke_book
+    dest = tmp_path_factory.mktemp("readme-book") / "book"
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns("_build"))
+    return runner.stage(dest)
 
 
 def prepare(command: str, root) -> tuple[list[str], dict]:
@@ -60,9 +67,14 @@ def prepare(command: str, root) -> tuple[list[str], dict]:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command(command, book_root):
+def test_readme_command(command, book_root, request):
     argv, env = prepare(command, book_root)
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    if argv[3:] == ["all", "--smoke", "--root", str(book_root)] and env == dict(os.environ):
+        # the whole smoke book: exactly the command the session fixture `smoke_book` runs (tests/conftest.py)
+        root, proc = request.getfixturevalue("smoke_book")
+        assert proc.args[3:] == ["all", "--smoke", "--root", str(root)]
+    else:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     if "clip:ViT-B-32/openai" in command:  # needs published weights and COCO, which this machine lacks
         assert proc.returncode != 0
         assert re.search(r"ViT-B-32|coco", proc.stderr, flags=re.I), proc.stderr[-2000:]

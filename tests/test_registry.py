@@ -106,3 +106,54 @@ def test_plugins_are_loaded_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_PLUGINS", "no_such_plugin_module")
     with pytest.raises(runtime.PluginError, match="STUDY_PLUGINS names module 'no_such_plugin_module'"):
         runtime.load_plugins()
+
+
+def test_notebook_variants_make_one_page_per_parameter_set_in_order():
+    entries = registry.notebook_variants("probe", "book/notebooks/probe.ipynb", "m:f", "The probe",
+                                         {"b": {"reward": "blind"}, "a": {"reward": "mix:clip-mini", "lam": 0.5}},
+                                         "reward {reward}")
+    assert [e.name for e in entries] == ["probe-b", "probe-a"]  # the order given, not sorted
+    assert [e.summary for e in entries] == ["reward blind", "reward mix:clip-mini"]
+    assert entries[1].meta == {"template": "book/notebooks/probe.ipynb", "part": "The probe",
+                               "parameters": {"reward": "mix:clip-mini", "lam": 0.5}, "variant_of": "probe"}
+    assert {e.target for e in entries} == {"m:f"}
+
+
+@pytest.mark.parametrize("variants, summary, words", [
+    ({}, "", "at least one"),
+    ({"a b": {"reward": "x"}}, "", "suffix 'a b'"),
+    ({"a/b": {"reward": "x"}}, "", "suffix 'a/b'"),
+    ({"a": {}}, "", "non-empty dict"),
+    ({"a": "clip-mini"}, "", "non-empty dict"),
+    ({"a": {"reward": "x"}}, "lam {lam}", "names 'lam', which is not one of its parameters (reward)"),
+])
+def test_notebook_variants_refuse_bad_sets(variants, summary, words):
+    with pytest.raises(ValueError, match="notebook variant") as e:
+        registry.notebook_variants("probe", "t.ipynb", "m:f", "P", variants, summary)
+    assert words in str(e.value)
+
+
+def test_add_keeps_order_and_refuses_duplicates(reg):
+    reg.add(*registry.notebook_variants("v", "t.ipynb", "analysis.runtime:rng", "P",
+                                        {"x": {"seed": 1}, "y": {"seed": 2}}, "seed {seed}"))
+    assert reg.names() == ["a", "v-x", "v-y"]
+    with pytest.raises(registry.DuplicateNameError, match="'v-x' is already registered"):
+        reg.add(registry.Entry("v-x", "analysis.runtime:rng", ""))
+    table = reg.table().set_index("name")
+    assert table.loc["v-y", "parameters"] == "seed=2" and table.loc["v-y", "variant_of"] == "v"
+    assert table.loc["a", "parameters"] == ""
+
+
+def test_every_variant_page_shares_its_template_and_target():
+    """The probe's reward pages are one template run once per reward (DESIGN.md §7), never copied notebooks."""
+    pages = {n: NOTEBOOKS.entry(n) for n in NOTEBOOKS.names() if NOTEBOOKS.entry(n).meta.get("variant_of")}
+    assert {n for n in pages if n.startswith("probe-")} == {
+        "probe-cider-d", "probe-clip-mini", "probe-uniter-mini", "probe-lxmert-mini", "probe-blind",
+        "probe-mix-clip-mini"}
+    for base in {e.meta["variant_of"] for e in pages.values()}:
+        mine = [e for e in pages.values() if e.meta["variant_of"] == base]
+        assert len({e.meta["template"] for e in mine}) == 1 and len({e.target for e in mine}) == 1, base
+        assert all(e.name.startswith(base + "-") for e in mine)
+    assert registry.notebooks_by_template()["book/notebooks/probe.ipynb"] == list(pages)
+    assert registry.notebook_fixed("probe-mix-clip-mini") == {"reward": "mix:clip-mini"}
+    assert registry.notebook_fixed("data") == {}

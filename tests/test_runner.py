@@ -88,6 +88,48 @@ def test_defaults_are_the_book_page_and_other_parameters_a_variant(cheap):
     assert not no_tmp_left(cheap)
 
 
+def test_a_variant_page_runs_its_template_with_its_fixed_values(cheap, request):
+    """Parameter variants are pages (DESIGN.md §7): two pages of the cheap template fix seed 7 and 8. With no -p a
+    page is the book's page and its fixed value reaches the kernel; any override (even back to the template's own
+    default) is a run under runs/. The TOC lists the variant pages, and the book checks name them."""
+    from analysis.registry import notebook_variants
+
+    entries = notebook_variants(CHEAP, NOTEBOOKS.entry(CHEAP).meta["template"], "analysis.provenance:run_provenance",
+                                "Tests", {"s7": {"seed": 7}, "s8": {"seed": 8}}, "cheap page with seed {seed}")
+    NOTEBOOKS.add(*entries)
+    request.addfinalizer(lambda: [NOTEBOOKS._entries.pop(e.name, None) for e in entries])
+    s7, s8 = (e.name for e in entries)
+    gen = runner.generated(cheap)
+
+    out = runner.run([s7], root=cheap, log_output=False)[s7]
+    assert out.published and out.page == gen / f"{s7}.ipynb" and out.parameters["seed"] == 7
+    assert results.read(gen / "results" / "cheap")["seed"].tolist() == [7]  # written by the kernel
+    nb = nbformat.read(out.page, as_version=4)
+    (injected,) = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "seed = 7" in injected.source
+    assert nb.metadata["study"]["fixed"] == {"seed": 7}
+    assert nb.metadata["study"]["template"] == NOTEBOOKS.entry(CHEAP).meta["template"]
+
+    back = runner.run([s7], root=cheap, parameters={"seed": 0}, log_output=False)[s7]
+    assert not back.published and back.page.parent.parent == gen / "runs"
+    assert back.page.parent.name.startswith(f"{s7}-seed=0-") and back.page.name == f"{s7}.ipynb"
+    assert results.read(back.results / "cheap")["seed"].tolist() == [0]
+    assert results.read(gen / "results" / "cheap")["seed"].tolist() == [7]  # the book's table is untouched
+
+    (cheap / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: Tests\n    chapters:\n"
+                                    f"      - file: book/generated/{s7}\n      - file: book/generated/{s8}\n")
+    assert runner.toc_pages(cheap) == [s7, s8]
+    errors, _ = runner.check_pages(cheap)
+    assert errors == [f"no executed page for {s8} in {gen}; make them with: "
+                      f"python -m analysis run {s8} --root {cheap}"]
+    site = cheap / "_build" / "html" / "book" / "generated"
+    site.mkdir(parents=True)
+    for n in (s7, s8, f"{CHEAP}-s9"):
+        (site / f"{n}.html").write_text("x")
+    assert [p.name for p in runner.remove_stale_html(cheap)] == [f"{CHEAP}-s9.html"]
+    assert not no_tmp_left(cheap)
+
+
 def test_failed_run_keeps_the_last_good_page_and_tables(cheap):
     good = runner.run([CHEAP], root=cheap, log_output=False)[CHEAP]
     page, csv = good.page.read_bytes(), table(cheap, "results", "cheap.csv")

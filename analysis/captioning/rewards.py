@@ -477,7 +477,8 @@ def _unknown(name: str, why: str = "") -> UnknownRewardError:
                               f"{', '.join(reward_names())}")
 
 
-def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool, seed: int) -> ScorerTerm:
+def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool, seed: int,
+                 scorers: dict | None = None) -> ScorerTerm:
     from analysis.registry import METRICS, SCORERS, build_scorer
 
     transform = None
@@ -497,7 +498,7 @@ def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool
             except UnknownNameError:
                 pass
         raise _unknown(name, why) from None
-    scorer = build_scorer(base, smoke=smoke, seed=seed)
+    scorer = (scorers or {}).get(base) or build_scorer(base, smoke=smoke, seed=seed)
     if itm_output == "probability":
         if transform is not None or scorer.output != "itm_logit":
             raise ValueError(f"itm_output='probability' applies to ITM scorers (output itm_logit); {name} gives "
@@ -527,10 +528,11 @@ def scorer_reward(scorer, *, data, itm_output: str = "logit", features: str = "c
 
 
 def make_reward(name: str, *, data, lam: float | None = None, itm_output: str = "logit", smoke: bool = False,
-                seed: int = 0, device: str = "cpu", features: str = "cached") -> Reward:
+                seed: int = 0, device: str = "cpu", features: str = "cached", scorers: dict | None = None) -> Reward:
     """The reward ``name`` over ``data`` (the training split; see the module docstring for names, fast paths,
     ``itm_output``, ``features`` and mix scaling). ``smoke`` and ``seed`` pick the embedded stand-in
-    checkpoints (trained on first use, then cached)."""
+    checkpoints (trained on first use, then cached). ``scorers`` maps scorer names to scorers already built with
+    the same ``smoke`` and ``seed`` (reused instead of building them again; the reward is the same)."""
     if not isinstance(name, str) or not name:
         raise _unknown(str(name))
     if itm_output not in ITM_OUTPUTS:
@@ -547,7 +549,7 @@ def make_reward(name: str, *, data, lam: float | None = None, itm_output: str = 
             raise ValueError(f"reward {name}: give lam in [0, 1] (r = lam · CIDEr-D + (1 − lam) · score), "
                              f"got {lam!r}")
         term = _scorer_term(name[len("mix:"):], ImageSource(data, features), itm_output=itm_output,
-                            smoke=smoke, seed=seed)
+                            smoke=smoke, seed=seed, scorers=scorers)
         lam = float(lam)
         return Reward(name, [(lam, CiderTerm(data)), (1.0 - lam, term)],
                       label=f"{lam:g}·CIDEr-D + {1 - lam:g}·{term.label} (raw scales, no normalisation)",
@@ -559,5 +561,6 @@ def make_reward(name: str, *, data, lam: float | None = None, itm_output: str = 
             raise ValueError(f"itm_output={itm_output!r} applies to ITM scorers, not {name}")
         term = CiderTerm(data, name)
         return Reward(name, [(1.0, term)], label=term.label, output=term.output, extra=extra)
-    term = _scorer_term(name, ImageSource(data, features), itm_output=itm_output, smoke=smoke, seed=seed)
+    term = _scorer_term(name, ImageSource(data, features), itm_output=itm_output, smoke=smoke, seed=seed,
+                        scorers=scorers)
     return Reward(name, [(1.0, term)], label=f"{term.label} reward", output=term.output, extra=extra)

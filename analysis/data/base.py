@@ -8,8 +8,10 @@ not be decoded (``skipped``, with reasons — never silent).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -50,7 +52,17 @@ def open_rgb(path: str | Path, background=(255, 255, 255)):
 
 
 def image_ok(path: str | Path) -> str | None:
-    """``None`` if ``path`` decodes as an image, else the reason it does not."""
+    """``None`` if ``path`` decodes as an image, else the reason it does not. The answer is remembered per
+    process for the file's ``(path, size, modification time)``, so a changed file is decoded again."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    return _decodes(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=65536)
+def _decodes(path: str, size: int, mtime_ns: int) -> str | None:
     from PIL import Image
 
     try:
