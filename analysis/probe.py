@@ -67,13 +67,14 @@ BASELINES = ("xe", "cider-d")
 PROPORTIONS = ("grammar_error",)  # 0/1 per caption: its mean is a share, shown with a Wilson interval too
 SCENES_ONLY = " (stamp scenes)"  # suffix of a system's rows restricted to the stamp scenes
 
+REFERENCES = "references"
+MAX_LEN = 20  # greedy decoding length of the test captions (the SCST max_len)
+
 
 def metric_columns(smoke: bool) -> dict[str, str]:
     """``{metric name: column}`` of the per-caption table: :data:`METRIC_COLUMNS`, or
     :data:`SMOKE_METRIC_COLUMNS` in smoke runs."""
     return dict(SMOKE_METRIC_COLUMNS if smoke else METRIC_COLUMNS)
-REFERENCES = "references"
-MAX_LEN = 20  # greedy decoding length of the test captions (the SCST max_len)
 
 
 @dataclass(frozen=True)
@@ -220,11 +221,20 @@ def reward_of(s: Setup, system: System):
                                scorers=_built(s, system.mix or system.reward))
 
 
+def _scorer_base(reward: str) -> str:
+    """The scorer behind a reward name: ``score:<x>`` and ``clip-s:<x>`` -> ``x``; any other name as it is.
+
+    >>> _scorer_base("clip-s:clip-mini"), _scorer_base("uniter-mini")
+    ('clip-mini', 'uniter-mini')
+    """
+    return reward.split(":", 1)[1] if reward.startswith(("score:", "clip-s:")) else reward
+
+
 def _built(s: Setup, name: str) -> dict:
     """``{name: scorer}`` when ``name`` is a scorer (built once per setup, :func:`scorer_of`), else ``{}``."""
     from analysis.registry import SCORERS
 
-    base = name.split(":", 1)[1] if name.startswith(("score:", "clip-s:")) else name
+    base = _scorer_base(name)
     try:
         SCORERS.entry(base)
     except Exception:
@@ -281,20 +291,27 @@ def runs(systems: Sequence[str], smoke: bool) -> list[tuple[str, int]]:
 
 
 # ----------------------------------------------------------------------------- measures
-@lru_cache(maxsize=2)
-def _unigram(smoke: bool):
-    from analysis import fluency
+@lru_cache(maxsize=1)
+def _training_references() -> tuple[str, ...]:
+    """:func:`analysis.measures.training_references`, read once per process (the SLOR corpus, the visual
+    vocabulary's captions and part of every measure table's key)."""
     from analysis.measures import training_references
 
-    return fluency.unigram_logprobs(training_references())
+    return tuple(training_references())
+
+
+@lru_cache(maxsize=1)
+def _unigram():
+    from analysis import fluency
+
+    return fluency.unigram_logprobs(list(_training_references()))
 
 
 @lru_cache(maxsize=2)
 def _visual_vocabulary(pool: tuple[str, ...]):
     from analysis import linguistics
-    from analysis.measures import training_references
 
-    return linguistics.visual_vocabulary(list(pool), training_references())
+    return linguistics.visual_vocabulary(list(pool), list(_training_references()))
 
 
 def _metric_values(name: str, captions: list[str], refs: list[list[str]], images, graphs, keep: np.ndarray,
@@ -326,7 +343,7 @@ def _metric_values(name: str, captions: list[str], refs: list[list[str]], images
 def measure_rows(s: Setup, system: str, seed: int, captions: Sequence[str], *, metrics: Sequence[str] | None = None,
                  progress: bool = False) -> pd.DataFrame:
     """The per-caption measures (module docstring) of ``captions`` (one per test image), uncached."""
-    from analysis import fluency, grammar, grounding, linguistics
+    from analysis import linguistics
 
     captions = list(captions)
     test = s.test
@@ -345,21 +362,16 @@ def measure_rows(s: Setup, system: str, seed: int, captions: Sequence[str], *, m
         if system == REFERENCES and col in REFERENCE_BASED:  # a stamp's one reference is the caption itself
             vals = np.where([len(r) > 1 for r in test.refs], vals, np.nan)
         df[col] = vals
+    text, g = _text_measures(s, captions, test.graphs, progress=progress)
+    for col in ("perplexity", "slor", "grammar_error"):
+        df[col] = text[col].to_numpy()
+    df["template"] = ""
     idx = np.flatnonzero(keep)
-    for col in ("perplexity", "slor", "grammar_error", "template"):
-        df[col] = np.nan if col != "template" else ""
     if len(idx):
-        kept = [captions[i] for i in idx]
-        flu = fluency.fluency(kept, unigram_corpus=_unigram(s.smoke), progress=progress)
-        df.loc[idx, "perplexity"] = flu["perplexity"].to_numpy()
-        df.loc[idx, "slor"] = flu["slor"].to_numpy()
-        df.loc[idx, "grammar_error"] = (grammar.grammar_errors(kept)["errors"] > 0).astype(float).to_numpy()
-        df.loc[idx, "template"] = linguistics.per_caption(kept)["template"].to_numpy()
-    vis = linguistics.visual_word_counts(captions, _visual_vocabulary(tuple(s.pool)))
-    df["visual_words"] = vis["count"].astype(float).to_numpy()
-    df["visual_ratio"] = vis["ratio"].astype(float).to_numpy()
+        df.loc[idx, "template"] = linguistics.per_caption([captions[i] for i in idx])["template"].to_numpy()
+    df["visual_words"] = text["visual_words"].to_numpy()
+    df["visual_ratio"] = text["visual_ratio"].to_numpy()
     df["length"] = [float(len(c.split())) for c in captions]
-    g = grounding.grounding_table(captions, test.graphs, s.pool)
     for col in ("object_precision", "object_recall", "count_correct", "relation_correct", "size_correct",
                 "chair_hallucinated", "chair_mentions", "counts_stated", "counts_correct", "relations_stated",
                 "relations_correct", "sizes_stated", "sizes_correct", "n_mentioned", "n_true_mentioned",
@@ -434,35 +446,30 @@ def measure_inputs(s: Setup) -> dict:
     import inspect
 
     from analysis import cache, fluency
-    from analysis.measures import training_references
 
     key = ("measure-inputs",)
     if key not in s.memo:
         code = {m: cache.file_sha256(inspect.getsourcefile(importlib.import_module(m))) for m in MEASURE_MODULES}
         code["analysis.probe (measure functions)"] = hashlib.sha256("".join(inspect.getsource(f) for f in (
-            measure_rows, _metric_values, eval_refs, metric_columns, _image)).encode()).hexdigest()
+            measure_rows, _text_measures, _metric_values, eval_refs, metric_columns, _image)).encode()).hexdigest()
         code["columns"] = [METRIC_COLUMNS, SMOKE_METRIC_COLUMNS, REFERENCE_BASED]
-        versions = {d: md.version(d) for d in ("spacy", "nltk", "en_core_web_sm", "pycocoevalcap") if _installed(d)}
+        versions = {}
+        for d in ("spacy", "nltk", "en_core_web_sm", "pycocoevalcap"):
+            try:
+                versions[d] = md.version(d)
+            except md.PackageNotFoundError:
+                pass
         s.memo[key] = {"code": code, "lm": fluency.lm_info(), "versions": versions,
-                       "training_references": hashlib.sha256(json.dumps(training_references()).encode()).hexdigest(),
+                       "training_references": hashlib.sha256(json.dumps(list(_training_references())).encode()
+                                                             ).hexdigest(),
                        "pool": hashlib.sha256(json.dumps(list(s.pool)).encode()).hexdigest()}
     return s.memo[key]
 
 
-def _installed(dist: str) -> bool:
-    import importlib.metadata as md
-
-    try:
-        md.version(dist)
-        return True
-    except md.PackageNotFoundError:
-        return False
-
-
 def _scorer_hashes(s: Setup) -> dict:
     """The weights behind every scorer the measures use (a retrained stand-in is a new cache key)."""
-    return {n: scorer_of(s, n).info().get("checkpoint_hash") or scorer_of(s, n).info().get("pretrained")
-            for n in CROSS_SCORERS}
+    infos = {n: scorer_of(s, n).info() for n in CROSS_SCORERS}
+    return {n: info.get("checkpoint_hash") or info.get("pretrained") for n, info in infos.items()}
 
 
 def captions_table(s: Setup, systems: Sequence[str], *, progress: bool = True) -> pd.DataFrame:
@@ -587,8 +594,8 @@ def system_for(reward: str, itm_output: str = "logit") -> System:
 
     if reward.startswith("mix:"):
         return System(name, reward, "mix", reward, itm_output=itm_output, mix=reward[4:])
-    base = reward.split(":", 1)[1] if reward.startswith(("score:", "clip-s:")) else reward
-    fam = {"dual": "dual encoder"}.get(SCORERS.entry(base).meta.get("family"), SCORERS.entry(base).meta.get("family"))
+    family = SCORERS.entry(_scorer_base(reward)).meta.get("family")
+    fam = {"dual": "dual encoder"}.get(family, family)
     return System(name, reward, fam or "other", reward, itm_output=itm_output)
 
 
@@ -659,11 +666,10 @@ FEW = 10
 def summary_wide(rows: pd.DataFrame) -> pd.DataFrame:
     """:func:`summary_rows` as a measure × system table of ``value [low, high]`` strings, with ``(n = k)`` added
     where fewer than :data:`FEW` captions carry the value (a rate over one stated relation is not a finding)."""
-    from analysis.prose import fmt_num
+    from analysis.prose import fmt_interval
 
     few = rows["n"].fillna(np.inf) < FEW if "n" in rows else pd.Series(False, index=rows.index)
-    cell = rows.assign(text=[(f"{fmt_num(v)} [{fmt_num(lo)}, {fmt_num(hi)}]" if np.isfinite(lo) else fmt_num(v))
-                             + (f" (n = {int(n)})" if f else "")
+    cell = rows.assign(text=[fmt_interval(v, lo, hi) + (f" (n = {int(n)})" if f else "")
                              for v, lo, hi, n, f in zip(rows.value, rows.low, rows.high, rows.get("n", rows.value), few)])
     wide = cell.pivot_table(index="label", columns="system", values="text", aggfunc="first", sort=False)
     order = list(dict.fromkeys(rows["label"]))
@@ -692,27 +698,28 @@ def pattern_rows(table: pd.DataFrame, systems: Sequence[str], *, top: int = 3) -
     return pd.DataFrame(rows), pd.DataFrame(tops)
 
 
+#: the corpus rates of :func:`analysis.grounding.summarise_grounding` and their names in the page's tables
+GROUNDING_RATES = {"object_precision": "object precision", "object_recall": "object recall",
+                   "count_correct": "count correct", "relation_correct": "relation correct",
+                   "size_correct": "size correct", "chair_i": "CHAIR-i", "chair_s": "CHAIR-s"}
+
+
 def grounding_rows(table: pd.DataFrame, systems: Sequence[str]) -> pd.DataFrame:
     """Corpus grounding rates of each system's seed-0 captions on the stamp scenes with Wilson intervals
-    (:func:`analysis.grounding.summarise_grounding`)."""
-    from analysis import stats
+    (:func:`analysis.grounding.summarise_grounding` over the grounding columns of the captions table; a caption
+    has a scene graph where its object recall is defined)."""
+    from analysis import grounding
 
     rows = []
     for sy in systems:
-        t = table[(table.system == sy) & (table.seed == 0) & table.object_recall.notna()]
-        if not len(t):
+        t = table[(table.system == sy) & (table.seed == 0)]
+        t = t.assign(has_graph=t.object_recall.notna())
+        if not t.has_graph.any():
             continue
-        for name, k, n in (("object precision", t.n_true_mentioned.sum(), t.n_mentioned.sum()),
-                           ("object recall", t.n_recalled.sum(), t.n_objects.sum()),
-                           ("count correct", t.counts_correct.sum(), t.counts_stated.sum()),
-                           ("relation correct", t.relations_correct.sum(), t.relations_stated.sum()),
-                           ("size correct", t.sizes_correct.sum(), t.sizes_stated.sum()),
-                           ("CHAIR-i", t.chair_hallucinated.sum(), t.chair_mentions.sum()),
-                           ("CHAIR-s", (t.chair_hallucinated > 0).sum(), len(t))):
-            k, n = int(k), int(n)
-            lo, hi = stats.wilson_interval(k, n) if n else (np.nan, np.nan)
-            rows.append({"system": sy, "measure": name, "value": k / n if n else np.nan, "low": lo, "high": hi,
-                         "successes": k, "n": n})
+        rates = grounding.summarise_grounding(t)
+        rows += [{"system": sy, "measure": name, **{k: rates[key][k] for k in ("value", "low", "high", "successes",
+                                                                              "n")}}
+                 for key, name in GROUNDING_RATES.items()]
     return pd.DataFrame(rows)
 
 
@@ -737,8 +744,7 @@ def finalise(rows: pd.DataFrame, *, smoke: bool, seed: int) -> pd.DataFrame:
     r = rows.copy()
     if "system" not in r:
         r["system"] = ""
-    r["model"] = ["captioner:" + str(x) if isinstance(x, str) and x and x != REFERENCES else
-                  (REFERENCES if x == REFERENCES else "") for x in r["system"]]
+    r["model"] = [x if x in ("", REFERENCES) else f"captioner:{x}" for x in r["system"].fillna("").astype(str)]
     r["source"] = np.where(r["system"] == REFERENCES, "none", "embedded")
     r["pretrained"] = ""
     r["dataset"] = " + ".join(DATASETS)
@@ -832,21 +838,14 @@ def run_reward_page(reward: str = "cider-d", *, smoke: bool = False, seed: int =
     """One reward's page: SCST training curves, the test captions' measures beside XE, CIDEr-D SCST and the
     references, grounding, sentence patterns and examples (and, for an ITM reward with two outputs, whether
     the logit and probability rewards wrote different captions)."""
-    from tqdm.auto import tqdm
-
     from analysis import prose
 
     timings: list = []
     s = setup(smoke, seed)
     systems = page_systems(reward)
-    with _timed(timings, f"SCST ({reward}, every seed; cached by recipe)"):
-        for sy in systems:
-            for sd in tqdm(sy.seeds_for(smoke), desc=f"SCST {sy.name}", unit="seed"):
-                train_system(s, sy, sd)
-        if reward != "cider-d":
-            for sd in SYSTEMS["cider-d"].seeds_for(smoke):
-                train_system(s, SYSTEMS["cider-d"], sd)
     names = [sy.name for sy in systems]
+    with _timed(timings, f"SCST ({reward}, every seed; cached by recipe)"):
+        _train_all(s, list(dict.fromkeys([*names, "cider-d"])))
     shown = list(dict.fromkeys([REFERENCES, "xe", "cider-d", *names]))
     with _timed(timings, "measures of the test captions (cached by content)"):
         table = captions_table(s, shown)
@@ -966,9 +965,10 @@ def human_eval_sheet(s: Setup, table: pd.DataFrame, names: Sequence[str], n_imag
     never beside the sheet. Returns ``(sheet, key path)``."""
     from analysis import cache, humaneval
     from analysis.results import results_dir
+    from analysis.runtime import rng
 
     pool = [i for i in range(len(s.test.ids)) if s.test.ids[i] not in set(exclude)]
-    pick = [s.test.ids[i] for i in sorted(np.asarray(pool)[_rng(seed + 1).permutation(len(pool))[:n_images]])]
+    pick = [s.test.ids[i] for i in sorted(np.asarray(pool)[rng(seed + 1).permutation(len(pool))[:n_images]])]
     sys_caps = {sy: list(table[(table.system == sy) & (table.seed == 0)].set_index("image").loc[pick, "caption"])
                 for sy in names}
     digest = hashlib.sha256(json.dumps([pick, sys_caps, seed]).encode()).hexdigest()[:20]
@@ -978,18 +978,12 @@ def human_eval_sheet(s: Setup, table: pd.DataFrame, names: Sequence[str], n_imag
     return pd.read_csv(sheet_path), key_path
 
 
-def _rng(seed: int):
-    from analysis.runtime import rng
-
-    return rng(seed)
-
-
 def cross_cells(rows: pd.DataFrame) -> pd.DataFrame:
     """The cross-scoring rows as a captioner × scorer table of ``mean [low, high]`` strings."""
-    from analysis.prose import fmt_num
+    from analysis.prose import fmt_interval
 
     c = rows[rows["analysis"] == "cross"]
-    text = [f"{fmt_num(v)} [{fmt_num(lo)}, {fmt_num(hi)}]" for v, lo, hi in zip(c["value"], c["low"], c["high"])]
+    text = [fmt_interval(v, lo, hi) for v, lo, hi in zip(c["value"], c["low"], c["high"])]
     return c.assign(text=text).pivot_table(index="system", columns="scorer", values="text", aggfunc="first",
                                            sort=False)
 
@@ -1002,7 +996,7 @@ def run_decoding(*, smoke: bool = False, seed: int = 0, scorers: Sequence[str] =
     the n prior tokens; ``length_norm = 1`` makes it the mean per token, about −2 to −3 nats, so a weight near 0.1
     already weighs as much as a typical score difference), for every prior weight ``w``; the captions get grounding,
     visual words, SLOR and grammar as the SCST captions do."""
-    from analysis import cache, prose
+    from analysis import cache, fluency, prose
     from analysis.captioning import guided
 
     weights = [weights] if isinstance(weights, (int, float)) else list(weights)
@@ -1021,7 +1015,7 @@ def run_decoding(*, smoke: bool = False, seed: int = 0, scorers: Sequence[str] =
     recipe = {"what": "probe guided decoding", "version": PROBE_VERSION, "scorers": list(scorers),
               "weights_of_scorers": {k: v for k, v in _scorer_hashes(s).items() if k in scorers},
               "priors": list(priors), "xe": s.captioner.weights_sha256,
-              "lm": _lm_info() if "smollm2" in priors else None, "images": [s.test.ids[i] for i in images],
+              "lm": fluency.lm_info() if "smollm2" in priors else None, "images": [s.test.ids[i] for i in images],
               "prior_weights": [float(w) for w in weights], "settings": settings, "measures": measure_inputs(s),
               "code": _source_hash(guided)}
 
@@ -1049,12 +1043,6 @@ def run_decoding(*, smoke: bool = False, seed: int = 0, scorers: Sequence[str] =
     return Page(sw, tables={"settings": info}, sentences=prose.probe_decoding_sentences(sw), timings=timings)
 
 
-def _lm_info() -> dict:
-    from analysis import fluency
-
-    return fluency.lm_info()
-
-
 def _source_hash(module) -> str:
     """sha256 of a module's source file (part of a cache key: changed code is a new entry)."""
     import inspect
@@ -1064,24 +1052,34 @@ def _source_hash(module) -> str:
     return cache.file_sha256(inspect.getsourcefile(module))
 
 
-def _light_measures(s: Setup, captions: list[str], data) -> pd.DataFrame:
-    """Visual words, grounding, grammar and fluency of captions of ``data``'s images (no n-gram metrics)."""
+def _text_measures(s: Setup, captions: list[str], graphs, *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(text, grounding)`` of captions of the images with scene ``graphs``: ``text`` has perplexity and SLOR
+    under the fluency LM, the grammar flag (NaN for an empty caption) and visual words (count, ratio);
+    ``grounding`` is :func:`analysis.grounding.grounding_table`."""
     from analysis import fluency, grammar, grounding, linguistics
 
-    keep = [bool(c.split()) for c in captions]
-    out = pd.DataFrame(index=range(len(captions)))
-    vis = linguistics.visual_word_counts(captions, _visual_vocabulary(tuple(s.pool)))
-    out["visual_words"] = vis["count"].astype(float).to_numpy()
-    g = grounding.grounding_table(captions, data.graphs, s.pool)
-    for col in ("object_precision", "object_recall", "count_correct", "relation_correct"):
-        out[col] = g[col].astype(float).to_numpy()
-    out["slor"] = np.nan
-    out["grammar_error"] = np.nan
-    idx = np.flatnonzero(keep)
+    out = pd.DataFrame({"perplexity": np.nan, "slor": np.nan, "grammar_error": np.nan}, index=range(len(captions)))
+    idx = np.flatnonzero([bool(c.split()) for c in captions])
     if len(idx):
         kept = [captions[i] for i in idx]
-        out.loc[idx, "slor"] = fluency.fluency(kept, unigram_corpus=_unigram(s.smoke))["slor"].to_numpy()
+        flu = fluency.fluency(kept, unigram_corpus=_unigram(), progress=progress)
+        out.loc[idx, "perplexity"] = flu["perplexity"].to_numpy()
+        out.loc[idx, "slor"] = flu["slor"].to_numpy()
         out.loc[idx, "grammar_error"] = (grammar.grammar_errors(kept)["errors"] > 0).astype(float).to_numpy()
+    vis = linguistics.visual_word_counts(captions, _visual_vocabulary(tuple(s.pool)))
+    out["visual_words"] = vis["count"].astype(float).to_numpy()
+    out["visual_ratio"] = vis["ratio"].astype(float).to_numpy()
+    return out, grounding.grounding_table(captions, graphs, s.pool)
+
+
+def _light_measures(s: Setup, captions: list[str], data) -> pd.DataFrame:
+    """Visual words, grounding, grammar and fluency of captions of ``data``'s images (no n-gram metrics)."""
+    text, g = _text_measures(s, captions, data.graphs)
+    out = pd.DataFrame({"visual_words": text["visual_words"]})
+    for col in ("object_precision", "object_recall", "count_correct", "relation_correct"):
+        out[col] = g[col].astype(float).to_numpy()
+    out["slor"] = text["slor"].to_numpy()
+    out["grammar_error"] = text["grammar_error"].to_numpy()
     return out
 
 

@@ -40,6 +40,13 @@ def fmt_num(x: float) -> str:
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}"
 
 
+def fmt_interval(value: float, low: float, high: float) -> str:
+    """``0.64 [0.52, 0.75]`` (:func:`fmt_num` each), or the value alone when a bound is missing (NaN)."""
+    if low == low and high == high:
+        return f"{fmt_num(value)} [{fmt_num(low)}, {fmt_num(high)}]"
+    return fmt_num(value)
+
+
 def names_list(items: list[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     items = [f"`{i}`" for i in items]
@@ -460,8 +467,7 @@ def _cell(s: pd.DataFrame, system: str, measure: str) -> str | None:
     lo, hi = r.get("low", float("nan")), r.get("high", float("nan"))
     n = r.get("n", float("nan"))
     few = f" (from only {int(n)} caption{'s' if n != 1 else ''})" if n == n and n < 10 else ""
-    return (f"{fmt_num(r['value'])} [{fmt_num(lo)}, {fmt_num(hi)}]" if lo == lo and hi == hi
-            else fmt_num(r["value"])) + few
+    return fmt_interval(r["value"], lo, hi) + few
 
 
 def _value(rows: pd.DataFrame, analysis: str, measure: str, system: str | None = None) -> float | None:
@@ -575,8 +581,8 @@ def probe_cross_sentences(rows: pd.DataFrame) -> list[str]:
         if not len(g):
             continue
         best = g.loc[g["value"].idxmax()]
-        out.append(f"`{sc}` rates the captions of `{best['system']}` highest ({fmt_num(best['value'])} "
-                   f"[{fmt_num(best['low'])}, {fmt_num(best['high'])}]).")
+        out.append(f"`{sc}` rates the captions of `{best['system']}` highest "
+                   f"({fmt_interval(best['value'], best['low'], best['high'])}).")
     own = rows[rows["analysis"] == "own reward"]
     for _, r in own.iterrows():
         rank = int(r["value"])
@@ -609,7 +615,7 @@ def probe_decoding_sentences(sweep: pd.DataFrame) -> list[str]:
 def _probe_ci(r) -> str:
     """``-0.12 [-0.20, -0.05]`` of a findings row (``value``, ``low``, ``high``; :func:`fmt_num` each, so a
     perplexity difference in the hundreds is not shown with two decimals)."""
-    return f"{fmt_num(r['value'])} [{fmt_num(r['low'])}, {fmt_num(r['high'])}]"
+    return fmt_interval(r["value"], r["low"], r["high"])
 
 
 def _held(x) -> bool:

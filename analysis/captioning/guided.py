@@ -140,6 +140,22 @@ class _LRU(OrderedDict):
         while len(self) > self.size:
             self.popitem(last=False)
 
+    def split(self, states: Sequence, key: Callable, hit: Callable) -> tuple[list, dict[int, list[int]]]:
+        """``(out, todo)`` for a batch of prefixes: ``out[j] = hit(state, *entry)`` for each state whose
+        ``key(state)`` is cached (a hit, moved to the newest end), ``None`` for the others; ``todo`` maps a prefix
+        length to the positions of the uncached states of that length (one batched forward each)."""
+        out: list = [None] * len(states)
+        todo: dict[int, list[int]] = {}
+        for j, st in enumerate(states):
+            k = key(st)
+            if k in self:
+                self.hits += 1
+                self.move_to_end(k)
+                out[j] = hit(st, *self[k])
+            else:
+                todo.setdefault(len(st.ids), []).append(j)
+        return out, todo
+
 
 def _check_k(top_k: int, who: str) -> int:
     if int(top_k) != top_k or top_k < 1:
@@ -193,16 +209,7 @@ class XEPrior:
         from analysis.captioning.model import BOS, EOS, PAD, UNK, _eval
 
         top_k = _check_k(top_k, "XEPrior.propose")
-        out: list[list[Proposal] | None] = [None] * len(states)
-        todo: dict[int, list[int]] = {}
-        for j, s in enumerate(states):
-            key = (s.image, s.ids, top_k)
-            if key in self.cache:
-                self.cache.hits += 1
-                self.cache.move_to_end(key)
-                out[j] = self._proposals(s, *self.cache[key])
-            else:
-                todo.setdefault(len(s.ids), []).append(j)
+        out, todo = self.cache.split(states, lambda s: (s.image, s.ids, top_k), self._proposals)
         m = self.captioner
         for t, rows in todo.items():
             if t + 1 > self.max_len:
@@ -357,16 +364,8 @@ class LMPrior:
         import torch
 
         top_k = _check_k(top_k, "LMPrior.propose")
-        out: list[list[Proposal] | None] = [None] * len(states)
-        todo: dict[int, list[int]] = {}
-        for j, s in enumerate(states):
-            key = (s.ids, top_k)
-            if key in self.cache:
-                self.cache.hits += 1
-                self.cache.move_to_end(key)
-                out[j] = self._proposals(s, *self.cache[key], kv=None)
-            else:
-                todo.setdefault(len(s.ids), []).append(j)
+        out, todo = self.cache.split(states, lambda s: (s.ids, top_k),
+                                     lambda s, *entry: self._proposals(s, *entry, kv=None))
         for t, rows in todo.items():
             if t + 1 > self.max_len:
                 raise ValueError(f"LMPrior: a continuation of {t} tokens exceeds the LM's context")
