@@ -231,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_all)
 
     s = sub.add_parser("bench", help="benchmarks: ratios against a reference measured in the same run")
-    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap), measures (perplexity, grammar detector, METEOR per call), probe (SCST steps per second by reward, projected run and cold-probe times, peak memory)")
+    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap), measures (perplexity, grammar detector, METEOR per call), probe (SCST steps per second by reward, projected run and cold-probe times, peak memory), alignment (closed-form fit times on 100k x 512 pairs against a bare XtY + SVD)")
     s.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark itself runs")
     s.set_defaults(fn=cmd_bench)
     return p

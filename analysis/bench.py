@@ -21,6 +21,11 @@ forward pass (equal values), the grammar detector against the bare spaCy parse, 
 sampling, in the reward and in the update; each default run's projected time against the 5-minute budget, the
 whole probe part's projected cold time against 25 minutes, a cached measure table (the warm rerun's unit), and
 the peak memory of the child that did it all against 6 GB (:func:`bench_probe`).
+
+``python -m analysis bench alignment``: the closed-form fits of :mod:`analysis.alignment` on 100k × 512
+synthetic pairs against a bare ``XᵀY`` + SVD in the same run (Procrustes ≤ 1.5×, OLS by normal equations ≤ 2×
+Procrustes at equal results to ``numpy.linalg.lstsq``), the other fitters beside them, and peak memory
+(:func:`bench_alignment`).
 """
 from __future__ import annotations
 
@@ -252,7 +257,7 @@ def _probe_child(smoke: bool, steps: int, out) -> None:
         reward = probe.reward_of(s, system)
         cfg = scst.ScstConfig(**{**scst.config_for(smoke), "steps": steps, "probe_every": 0})
         t = time.perf_counter()
-        _, log = scst.run_scst(copy.deepcopy(s.captioner), s.vocab, s.train, reward, cfg, seed=0, progress=False)
+        _, log = scst.run_scst(copy.deepcopy(s.captioner), s.vocab, s.scst, reward, cfg, seed=0, progress=False)
         wall = time.perf_counter() - t
         parts = {k: sum(r[f"seconds_{k}"] for r in log) for k in ("sample", "reward", "update")}
         per_step = wall / steps
@@ -296,7 +301,93 @@ def bench_probe(*, smoke: bool = False) -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics, "measures": bench_measures, "probe": bench_probe}
+ALIGN_SIZE, ALIGN_SMOKE_SIZE = (100_000, 512), (5_000, 64)  # synthetic float32 pairs (rows, dims)
+TARGET_PROCRUSTES_OVER_BARE = 1.5
+TARGET_OLS_OVER_PROCRUSTES = 2.0
+ALIGN_EQUAL_RTOL = 1e-4  # float32: max |W_ols − W_numpy| / max |W_numpy|
+ALIGN_BLAS_THREADS = 1  # on 2 shared cores a parked second BLAS thread costs ~0.1 s per call: ratios drown
+
+
+def _alignment_child(smoke: bool, out) -> None:
+    """Time every fitter of :mod:`analysis.alignment` (best of 3; numpy's lstsq once) on ``y = x R + 0.1 ε``
+    for a random rotation ``R``, against the bare ``XᵀY`` + SVD in the same process, with
+    ``ALIGN_BLAS_THREADS`` BLAS threads."""
+    import numpy as np
+    from scipy.linalg import orthogonal_procrustes
+    from threadpoolctl import threadpool_limits
+
+    from analysis import alignment
+    from analysis.runtime import rng
+
+    threadpool_limits(ALIGN_BLAS_THREADS)
+
+    n, d = ALIGN_SMOKE_SIZE if smoke else ALIGN_SIZE
+    g = rng(0)
+    x = g.standard_normal((n, d), dtype=np.float32)
+    R = np.linalg.qr(g.standard_normal((d, d)))[0].astype(np.float32)
+    y = x @ R
+    y += np.float32(0.1) * g.standard_normal((n, d), dtype=np.float32)
+    after_data = _peak_mb()
+    repeats = 3
+    bare = alignment.bare_svd_seconds(x, y, repeats=repeats)
+    rows = [{"what": "bare XᵀY + SVD (reference)", "seconds": bare, "over_bare": 1.0}]
+    fits = {}
+    for label, method in (("procrustes", "procrustes"), ("lstsq (normal equations)", "lstsq"),
+                          ("ridge (alpha 1)", "ridge"), ("robust-procrustes (5 rounds)", "robust-procrustes")):
+        best, call = None, float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            m = alignment.fit_alignment(x, y, method=method)
+            call = min(call, time.perf_counter() - t)
+            best = m if best is None or m.fit_seconds < best.fit_seconds else best
+        fits[method] = best
+        rows.append({"what": label, "seconds": best.fit_seconds, "call_seconds": call,
+                     "over_bare": best.fit_seconds / bare, "w_error": float(np.linalg.norm(best.W - R)),
+                     "solver": best.provenance["solver"]})
+    t = time.perf_counter()
+    w_np = np.linalg.lstsq(x, y, rcond=None)[0]
+    t_np = time.perf_counter() - t
+    rows.append({"what": "numpy.linalg.lstsq", "seconds": t_np, "over_bare": t_np / bare,
+                 "w_error": float(np.linalg.norm(w_np - R)), "solver": "gelsd"})
+    t_sp = _best(lambda: orthogonal_procrustes(x, y), repeats)
+    w_sp = orthogonal_procrustes(x, y)[0]
+    rows.append({"what": "scipy orthogonal_procrustes", "seconds": t_sp, "over_bare": t_sp / bare})
+    t_proc, t_ols = fits["procrustes"].fit_seconds, fits["lstsq"].fit_seconds
+    diff_ols = float(np.abs(fits["lstsq"].W - w_np).max() / np.abs(w_np).max())
+    diff_proc = float(np.abs(fits["procrustes"].W - w_sp).max() / np.abs(w_sp).max())
+    rows.append({"what": f"ratios ({n} x {d} float32, {ALIGN_BLAS_THREADS} BLAS thread)",
+                 "procrustes_over_bare": t_proc / bare,
+                 "procrustes_ok": bool(t_proc / bare <= TARGET_PROCRUSTES_OVER_BARE),
+                 "procrustes_call_over_bare": rows[1]["call_seconds"] / bare,
+                 "ols_over_procrustes": t_ols / t_proc, "ols_ok": bool(t_ols / t_proc <= TARGET_OLS_OVER_PROCRUSTES),
+                 "numpy_lstsq_over_ols": t_np / t_ols, "ols_vs_numpy_rel_diff": diff_ols,
+                 "procrustes_vs_scipy_rel_diff": diff_proc,
+                 "equal_ok": bool(diff_ols <= ALIGN_EQUAL_RTOL and diff_proc <= ALIGN_EQUAL_RTOL)})
+    peak = _peak_mb()
+    rows.append({"what": "peak memory of the alignment child", "peak_mb": peak,
+                 "data_mb": (x.nbytes + y.nbytes) / 2**20, "peak_mb_after_data": after_data,
+                 "fits_add_mb": peak - after_data})
+    out.put(rows)
+
+
+def bench_alignment(*, smoke: bool = False) -> list[dict]:
+    """Fit seconds of each closed-form map of :mod:`analysis.alignment` on 100k × 512 synthetic float32 pairs
+    (smoke: 5k × 64), in one child process, against the bare ``XᵀY`` + SVD measured in the same run: targets
+    Procrustes ≤ 1.5× bare and OLS (normal equations, Cholesky) ≤ 2× Procrustes, at equal results
+    (OLS vs ``numpy.linalg.lstsq``, Procrustes vs scipy, relative max difference ≤ 1e-4); reported beside
+    them numpy's ``lstsq`` over OLS, ridge, robust Procrustes, the whole call (checks and data fingerprint
+    included: ``call_seconds``) and the child's peak memory against the data's size."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_alignment_child, args=(smoke, q))
+    p.start()
+    rows = q.get(timeout=3600)
+    p.join()
+    return rows
+
+
+BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics, "measures": bench_measures, "probe": bench_probe,
+              "alignment": bench_alignment}
 
 
 def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
@@ -315,7 +406,9 @@ def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
                 "metrics": f"speed-up target >= {TARGET_SPEEDUP:g}x at equal values",
                 "measures": "each against its reference in the same run",
                 "probe": f"SCST run <= {SCST_BUDGET_S:g} s, probe cold <= {PROBE_BUDGET_S:g} s, peak < "
-                         f"{PEAK_BUDGET_MB:g} MB"}.get(name, "")
+                         f"{PEAK_BUDGET_MB:g} MB",
+                "alignment": f"procrustes <= {TARGET_PROCRUSTES_OVER_BARE:g}x bare XtY + SVD, OLS <= "
+                             f"{TARGET_OLS_OVER_PROCRUSTES:g}x procrustes at equal results"}.get(name, "")
         print(f"\n== bench {name} ({what})")
         print(df.drop(columns=["label"], errors="ignore").round(3).to_string(index=False))
         print(json.dumps(rows, default=float))

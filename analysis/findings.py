@@ -833,9 +833,14 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
                 if states[comp] == "untestable":
                     parts.append(f"{comp}: not testable ({_why(g) if len(g) else 'no rows'})")
                 else:
-                    held = g[g["supports"].notna() & g["supports"].astype(bool)]
-                    tests = ", ".join(dict.fromkeys(held["test"])) if len(held) else "none of its tests"
-                    parts.append(f"{comp}: {'yes' if states[comp] == 'supports' else 'no'} (holds: {tests})")
+                    ok = g["supports"].notna() & g["supports"].astype(bool)
+                    named = [f"{t} vs `{b}`" if isinstance(b, str) and b else str(t)
+                             for t, b in zip(g["test"], g.get("baseline", pd.Series("", index=g.index)))]
+                    held = [n for n, k in zip(named, ok) if k]
+                    failed = [n for n, k in zip(named, ok) if not k]
+                    tests = ", ".join(dict.fromkeys(held)) if held else "none of its tests"
+                    note = f"; not shown: {', '.join(dict.fromkeys(failed))}" if held and failed else ""
+                    parts.append(f"{comp}: {'yes' if states[comp] == 'supports' else 'no'} (holds: {tests}{note})")
             evidence = [states[c] for c, _, ev in RULES[finding] if ev]
             if missing_sys:
                 verdict, reason = "not testable here", f"no captions of `{system}` in this run"

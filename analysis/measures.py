@@ -71,6 +71,16 @@ CARDS = {
                 FLICKR8K_EXPERT.format(51.2), "{backing}"),
     "refclip-s:": ("candidate, references, image", "≤ 2·2.5/3.5 ≈ 1.43 (negative when b < 0)",
                    "2ab/(a+b), a = CLIP-S, b = max_r cos(c, r)", FLICKR8K_EXPERT.format(53.0), "{backing}"),
+    "aclip-s:": ("candidate, image (and a fitted alignment map)", "0–2.5",
+                 "the study's reading of ReCap's aCLIP-S: the image embedding replaced by the aligned one, "
+                 "w · max(cos(v', c), 0), v' = normalise(v W) (Paischer et al., arXiv 2307.05591)", "",
+                 "{backing}; the map is fitted on the scorer's training pairs (in-domain; COCO Karpathy train "
+                 "for published weights) or the GCompris photos (transfer), never on the evaluated pairs; "
+                 "ReCap's own normalisation and table values are unverified"),
+    "refaclip-s:": ("candidate, references, image (and a fitted alignment map)",
+                    "≤ 2·2.5/3.5 ≈ 1.43 (negative when b < 0)",
+                    "2ab/(a+b), a = aCLIP-S, b = max_r cos(c, r), as RefCLIP-S (Paischer et al., arXiv 2307.05591)",
+                    "", "{backing}; map as aCLIP-S, never fitted on the evaluated pairs; references are not mapped"),
     "score:": ("candidate, image", "the scorer's", "the scorer's own output (cosine, ITM logit or log-probability)",
                "", "{backing}"),
 }

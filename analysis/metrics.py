@@ -12,6 +12,9 @@ and version it comes from, the scorer it uses, and "stand-in" where the scorer i
   Java"), never a 0.
 * **CLIP-S / RefCLIP-S** exactly as the published clipscore code (Hessel et al. 2021):
   :func:`clip_s` and :func:`ref_clip_s` over L2-normalised embeddings, backed by any dual-encoder scorer.
+* **aCLIP-S / RefaCLIP-S** (ReCap, as this study reads it): the same code with the image embedding replaced
+  by the aligned one, ``normalise(map.apply(v))`` (:func:`aclip_s`, :class:`AlignedClipScoreMetric`); the map
+  comes from :func:`analysis.realignment.fitted_map`, never fitted on the evaluated pairs.
 * **score:<name>**: any scorer in the registry as a metric (the mean of its per-pair scores), so a
   cross-scoring matrix is one loop over ``METRICS``.
 """
@@ -111,7 +114,12 @@ class CocoMetric(Metric):
         require_java(self.name)
         g, r = ptb_tokenize(gts, res)
         scorer = self.extra["make"]()
-        corpus, per_item = scorer.compute_score({k: g[k] for k in ids}, {k: r[k] for k in ids})
+        try:
+            corpus, per_item = scorer.compute_score({k: g[k] for k in ids}, {k: r[k] for k in ids})
+        except BaseException:
+            if "reset" in self.extra:  # a long-lived scorer process left mid-exchange is not reused
+                self.extra["reset"]()
+            raise
         n = self.extra.get("bleu_n")
         if n is not None:
             corpus, per_item = corpus[n - 1], per_item[n - 1]
@@ -147,14 +155,39 @@ def bleu_4() -> Metric:
     return _bleu(4)
 
 
-def meteor() -> Metric:
-    """METEOR 1.5 (pycocoevalcap's jar; one JVM per call, so score a whole run at once)."""
-    def make():
+_METEOR: dict = {}
+
+
+def meteor_process():
+    """One pycocoevalcap ``Meteor`` (a METEOR 1.5 JVM in ``-stdio`` mode) per Python process, started on first
+    use and replaced when it has exited. Starting it loads the paraphrase tables (about 5 s), and each ``EVAL``
+    line scores its segments independently, so reusing it gives the same numbers as a fresh JVM per call
+    (tested)."""
+    m = _METEOR.get("jvm")
+    if m is None or m.meteor_p.poll() is not None:
         from pycocoevalcap.meteor.meteor import Meteor
 
-        return Meteor()
+        m = _METEOR["jvm"] = Meteor()
+    return m
 
-    return CocoMetric("meteor", "METEOR", PYCOCO, corpus_is_mean=False, extra={"make": make})
+
+def drop_meteor_process() -> None:
+    """Stop and forget the process-wide METEOR JVM (after a failed exchange). pycocoevalcap's ``compute_score``
+    takes its lock without ``finally``, so the lock may still be held: it is replaced before the object is dropped,
+    or its ``__del__`` would wait on it for ever."""
+    import threading
+
+    m = _METEOR.pop("jvm", None)
+    if m is not None:
+        m.meteor_p.kill()
+        m.meteor_p.wait()
+        m.lock = threading.Lock()
+
+
+def meteor() -> Metric:
+    """METEOR 1.5 (pycocoevalcap's jar; one JVM per process, :func:`meteor_process`)."""
+    return CocoMetric("meteor", "METEOR", PYCOCO, corpus_is_mean=False,
+                      extra={"make": meteor_process, "reset": drop_meteor_process})
 
 
 def rouge_l() -> Metric:
@@ -345,3 +378,89 @@ def ref_clip_score(scorer_name: str, *, w: float = CLIP_S_WEIGHT, prefix: str = 
 def scorer_score(scorer_name: str, **kwargs) -> Metric:
     """``score:<any scorer>``: the mean of the scorer's per-pair scores."""
     return ScorerMetric(_scorer(scorer_name, **kwargs))
+
+
+# ----------------------------------------------------------------------------- aligned CLIP-S (ReCap)
+def aligned_embeddings(image: np.ndarray, amap) -> np.ndarray:
+    """The aligned image embeddings of aCLIP-S: ``v' = normalise(map.apply(v))`` row by row, ``map`` an
+    :class:`analysis.alignment.AlignmentMap` from the image side to the text side of the same encoder.
+
+    >>> from analysis.alignment import AlignmentMap
+    >>> aligned_embeddings(np.array([[1.0, 0.0]]), AlignmentMap(W=np.array([[0.0, 2.0], [1.0, 0.0]]),
+    ...                                                         method="lstsq")).tolist()
+    [[0.0, 1.0]]
+    """
+    from analysis.alignment import l2_normalise
+
+    return l2_normalise(amap.apply(np.asarray(image, float)))
+
+
+def aclip_s(image: np.ndarray, text: np.ndarray, amap, *, w: float = CLIP_S_WEIGHT) -> np.ndarray:
+    """Per-item aCLIP-S, the study's reading of ReCap's aligned CLIP-S (Paischer et al., arXiv 2307.05591):
+    CLIP-S with the image embedding replaced by the aligned one, ``w · max(cos(v', c), 0)`` with
+    ``v' = normalise(map.apply(v))`` (:func:`aligned_embeddings`) and ``c`` as in :func:`clip_s`.
+
+    >>> from analysis.alignment import AlignmentMap
+    >>> aclip_s(np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]]), AlignmentMap(W=np.eye(2), method="procrustes"))
+    array([1.5])
+    """
+    return clip_s(aligned_embeddings(image, amap), text, w=w)
+
+
+def ref_aclip_s(image: np.ndarray, text: np.ndarray, refs: Sequence[np.ndarray], amap, *,
+                w: float = CLIP_S_WEIGHT) -> np.ndarray:
+    """Per-item RefaCLIP-S: :func:`ref_clip_s` with ``a`` = aCLIP-S (:func:`aclip_s`), i.e. the harmonic mean
+    ``2ab / (a + b)`` with ``b = max_r cos(c, r)`` exactly as RefCLIP-S (the references are text: not mapped)."""
+    return ref_clip_s(aligned_embeddings(image, amap), text, refs, w=w)
+
+
+class AlignedClipScoreMetric(ClipScoreMetric):
+    """aCLIP-S (``ref=False``) or RefaCLIP-S (``ref=True``): :class:`ClipScoreMetric` with every image
+    embedding ``v`` replaced by ``normalise(map.apply(v))`` before the same CLIP-S / RefCLIP-S code runs.
+    ``info()["alignment"]`` says which pairs the map was fitted on (never the evaluated pairs)."""
+
+    def __init__(self, scorer, amap, *, ref: bool, w: float = CLIP_S_WEIGHT, prefix: str = CLIP_S_PREFIX,
+                 fitted_on: str = ""):
+        super().__init__(scorer, ref=ref, w=w, prefix=prefix)
+        src = amap.provenance.get("source") or {}
+        self.name = f"{'refaclip-s' if ref else 'aclip-s'}:{scorer.name}"
+        self.label = (f"{'RefaCLIP-S' if ref else 'aCLIP-S'} ({scorer.label}; {src.get('setting', 'given')} "
+                      f"{amap.method}{' z-scored' if amap.standardize else ''} map)")
+        self.source = (f"ReCap's aligned CLIP-S as this study reads it (Paischer et al., arXiv 2307.05591): image "
+                       f"embedding v replaced by normalise(map.apply(v)); {self.source}")
+        self.map = amap
+        self.extra = {"alignment": {"method": amap.method, "standardize": bool(amap.standardize),
+                                    "fitted_on": fitted_on, "source": src,
+                                    "fingerprint": amap.provenance.get("fingerprint", "")}}
+
+    def info(self) -> dict:
+        return {**super().info(), "alignment": self.extra["alignment"]}
+
+    def _image_embeddings(self, imgs: Sequence) -> np.ndarray:
+        return aligned_embeddings(super()._image_embeddings(imgs), self.map)
+
+
+def _aligned_metric(scorer_name: str, ref: bool, setting: str, method: str, standardize: bool, w: float,
+                    prefix: str, smoke: bool, seed: int) -> Metric:
+    from analysis import realignment
+
+    scorer = _scorer(scorer_name, smoke=smoke, seed=seed)
+    amap = realignment.fitted_map(scorer, setting=setting, method=method, standardize=standardize, smoke=smoke,
+                                  seed=seed, prefix=prefix)
+    return AlignedClipScoreMetric(scorer, amap, ref=ref, w=w, prefix=prefix, fitted_on=realignment.fitted_on(amap))
+
+
+def aligned_clip_score(scorer_name: str, *, setting: str = "in-domain", method: str = "procrustes",
+                       standardize: bool = False, w: float = CLIP_S_WEIGHT, prefix: str = CLIP_S_PREFIX,
+                       smoke: bool = False, seed: int = 0) -> Metric:
+    """``aclip-s:<dual-encoder scorer>``: aCLIP-S with the map of :func:`analysis.realignment.fitted_map`
+    (``setting`` in-domain: the scorer's training pairs, COCO for published weights; transfer: the GCompris
+    photos), fitted and cached on first use."""
+    return _aligned_metric(scorer_name, False, setting, method, standardize, w, prefix, smoke, seed)
+
+
+def ref_aligned_clip_score(scorer_name: str, *, setting: str = "in-domain", method: str = "procrustes",
+                           standardize: bool = False, w: float = CLIP_S_WEIGHT, prefix: str = CLIP_S_PREFIX,
+                           smoke: bool = False, seed: int = 0) -> Metric:
+    """``refaclip-s:<dual-encoder scorer>``: RefaCLIP-S, the map as in :func:`aligned_clip_score`."""
+    return _aligned_metric(scorer_name, True, setting, method, standardize, w, prefix, smoke, seed)

@@ -257,7 +257,7 @@ DECLARED: dict[str, list[Param]] = {
               "captioner, in-domain) and/or smollm2 (SmolLM2-135M-Instruct, open English, image-blind)"),
         Param("weights", "any", [0.0, 0.05, 0.2, 1.0], "prior weights w >= 0 of rank = score + w · LP / n^length_norm "
               "(LP the prior log-prob of the n tokens; 0: the scorer alone chooses among the proposals)"),
-        Param("n_images", "int", 24, "test images decoded", minimum=1, maximum=119),
+        Param("n_images", "int", 16, "test images decoded", minimum=1, maximum=119),
         Param("beam", "int", 3, "beam size", minimum=1, maximum=16),
         Param("top_k", "int", 5, "proposals per prefix", minimum=1, maximum=64),
         Param("max_len", "int", 12, "most tokens per caption", minimum=2, maximum=30),
@@ -267,6 +267,51 @@ DECLARED: dict[str, list[Param]] = {
     "probe-findings": [
         SMOKE, SEED,
         Param("n_boot", "int", 1000, "bootstrap resamples (over images and seeds) for every interval", minimum=100),
+    ],
+    # ---- Realignment (ReCap)
+    "realign-method": [
+        SMOKE, SEED,
+        Param("scorer", "str", "clip-mini", "the dual-encoder scorer whose image side is realigned", names="scorer"),
+        Param("methods", "list", ["procrustes", "lstsq", "ridge", "robust-procrustes"],
+              "closed-form maps (analysis.alignment.FITTERS)"),
+        Param("folds", "int", 5, "folds of the transfer setting's GCompris photos", minimum=2, maximum=10),
+        Param("n_boot", "int", 1000, "bootstrap resamples for every paired interval", minimum=100),
+    ],
+    "realign-speed": [
+        SMOKE, SEED,
+        Param("scorer", "str", "clip-mini", "the dual-encoder scorer whose pairs the mappers learn", names="scorer"),
+        Param("max_seconds", "float", 60.0, "time budget of each gradient-trained mapper", minimum=0.1),
+        Param("max_epochs", "int", 200, "epoch budget of each gradient-trained mapper", minimum=1),
+    ],
+    "realign-captions": [
+        SMOKE, SEED,
+        Param("scorer", "str", "clip-mini", "the dual-encoder scorer that embeds images and the datastore",
+              names="scorer"),
+        Param("lm", "str", "smollm2-135m-instruct", "the language model that writes from the retrieved captions: "
+              "smollm2-135m-instruct (embedded) or flan-t5:<folder saved with save_pretrained>"),
+        Param("k", "int", 5, "retrieved captions per image", minimum=1, maximum=20),
+        Param("method", "str", "procrustes", "the closed-form map used for retrieval (analysis.alignment.FITTERS)"),
+        Param("n_candidates", "int", 1, "captions generated per image; above 1 they are re-ranked by aCLIP-S",
+              minimum=1, maximum=8),
+        Param("n_images", "int", None, "test images captioned", minimum=2, optional=True,
+              none_means="every test image"),
+        Param("n_boot", "int", 1000, "bootstrap resamples for every paired interval", minimum=100),
+    ],
+    "realign-metrics": [
+        SMOKE, SEED,
+        Param("metrics", "list", ["bleu-4", "meteor", "rouge-l", "cider-d", "sg-f1", "clip-s:clip-mini",
+                                  "refclip-s:clip-mini", "aclip-s:clip-mini", "refaclip-s:clip-mini", "score:blind"],
+              "metrics correlated with the judgements", names="metric"),
+        Param("sets", "list", ["scene-ladder", "stamp-match", "flickr8k-expert", "flickr8k-cf", "thumb"],
+              "judgement sets (analysis.correlation.JUDGEMENT_SETS); rule-made ones run here, the human ones need "
+              "the user's data ($STUDY_DATA)"),
+        Param("noise_metrics", "list", ["clip-s:clip-mini", "aclip-s:clip-mini"],
+              "metrics of the noise-robustness sweep (on the scene ladder)", names="metric"),
+        Param("n_boot", "int", 1000, "bootstrap resamples (over images) for every interval", minimum=100),
+    ],
+    "realign-findings": [
+        SMOKE, SEED,
+        Param("n_boot", "int", 1000, "bootstrap resamples for every interval", minimum=100),
     ],
     "reproducibility": [SMOKE, SEED],
 }

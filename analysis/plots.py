@@ -224,3 +224,377 @@ def decoding_tradeoff(sweep: pd.DataFrame):
     fig.suptitle("Reward-guided decoding: scorer vs prior as the prior weight w grows", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- realignment (ReCap)
+def realign_cosines(cos: pd.DataFrame):
+    """True-pair vs random-pair cosine distributions (one pair per evaluation image; random pairs from a
+    seeded derangement), one panel per setting (columns) and stage (rows: unaligned, after the map named in
+    the panel title); dashed lines at each distribution's mean."""
+    settings = list(dict.fromkeys(cos["setting"]))
+    stages = [s for s in ("before", "after") if s in set(cos["stage"])]
+    fig, axes = plt.subplots(len(stages), len(settings), figsize=(4.6 * len(settings), 2.9 * len(stages)),
+                             squeeze=False, sharex=True)
+    colors = dict(zip(("true pair", "random pair"), sns.color_palette("colorblind", 2)))
+    label = cos["label"].iloc[0] if "label" in cos and len(cos) else ""
+    for i, stage in enumerate(stages):
+        for j, setting in enumerate(settings):
+            ax = axes[i, j]
+            g = cos[(cos.setting == setting) & (cos.stage == stage)]
+            for pair, c in colors.items():
+                v = g.loc[g.pair == pair, "cosine"]
+                if v.empty:
+                    continue
+                ax.hist(v, bins=20, density=True, histtype="stepfilled", alpha=0.35, color=c,
+                        label=f"{pair} (n = {len(v)})")
+                ax.axvline(v.mean(), color=c, ls="--", lw=1)
+            where = g["dataset"].iloc[0] if "dataset" in g and len(g) else ""
+            ax.set_title(f"{setting}: {g['map'].iloc[0] if len(g) else '?'}" + (f"\n{where}" if where else ""),
+                         fontsize=9)
+            ax.set_ylabel("density")
+            ax.legend(fontsize=7, title=label if (i, j) == (0, 0) else None, title_fontsize=7)
+    fig.supxlabel("cosine of an image and a caption embedding (unitless, −1 to 1)", fontsize=10)
+    fig.suptitle("Modality gap: true- vs random-pair cosines before and after the map (dashed: means)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def realign_retrieval(ret: pd.DataFrame):
+    """R@k of each map against unaligned, one panel per setting (columns) and k (rows), image→text and
+    text→image bars side by side with Wilson 95% intervals, chance of each direction as a dashed line."""
+    settings = list(dict.fromkeys(ret["setting"]))
+    ks = sorted(set(ret["k"]))
+    dirs = ["image→text", "text→image"]
+    colors = dict(zip(dirs, sns.color_palette("colorblind", 2)))
+    maps = list(dict.fromkeys(ret["map"]))
+    fig, axes = plt.subplots(len(settings), len(ks), figsize=(max(9.0, 0.75 * len(maps) * len(ks) + 2),
+                                                            3.0 * len(settings) + 0.9), squeeze=False, sharey=True)
+    width = 0.4
+    label = ret["label"].iloc[0] if "label" in ret and len(ret) else ""
+    for i, setting in enumerate(settings):
+        for j, k in enumerate(ks):
+            ax = axes[i, j]
+            g = ret[(ret.setting == setting) & (ret.k == k)]
+            for d_i, d in enumerate(dirs):
+                q = g[g.direction == d].set_index("map").reindex(maps)
+                x = [m + (d_i - 0.5) * width for m in range(len(maps))]
+                ax.bar(x, q["value"], width, color=colors[d], label=f"{d}: {label}", yerr=error_bars(q), capsize=2)
+                chance = q["chance"].dropna()
+                if len(chance):
+                    ax.axhline(chance.iloc[0], color=colors[d], ls="--", lw=1, label=f"chance ({d})")
+            n = int(g["n"].iloc[0]) if len(g) else 0
+            ax.set_title(f"{setting}, R@{k} ({n} evaluation images"
+                         f"{', held-out folds pooled' if setting == 'transfer' else ''})", fontsize=9)
+            ax.set_xticks(range(len(maps)), maps, rotation=20, ha="right", fontsize=8)
+            ax.set_ylim(0, 1.02)
+            ax.set_ylabel("R@k (share of queries)")
+    for ax in axes[-1]:
+        ax.set_xlabel("map of the image side (unaligned = none)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, ncols=2, loc="lower center", frameon=False)
+    fig.suptitle("Retrieval before and after each closed-form map (Wilson 95% intervals)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def realign_sweep(sweep: pd.DataFrame, *, metrics=("i2t_R@1", "t2i_R@1", "i2t_R@5")):
+    """The data-fraction sweep: R@k against the number of fitting pairs (log axis), one line per method (the
+    mean over seeds) with a band from the lowest to the highest seed, one panel per metric."""
+    names = {"i2t": "image→text", "t2i": "text→image"}
+    metrics = [m for m in metrics if m in set(sweep["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.4), squeeze=False, sharey=True)
+    methods = list(dict.fromkeys(sweep["method"]))
+    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    label = sweep["label"].iloc[0] if "label" in sweep and len(sweep) else ""
+    seeds = sweep["seed"].nunique()
+    for ax, metric in zip(axes.flat, metrics):
+        for m in methods:
+            g = sweep[(sweep.method == m) & (sweep.metric == metric)]
+            s = g.groupby("n_fit")["value"].agg(["mean", "min", "max"]).sort_index()
+            ax.plot(s.index, s["mean"], marker="o", ms=3, color=colors[m], label=f"{m}: {label}")
+            ax.fill_between(s.index, s["min"], s["max"], color=colors[m], alpha=0.2, lw=0)
+        d, k = metric.split("_R@")
+        n = f", {int(sweep['n'].iloc[0])} evaluation images" if "n" in sweep and len(sweep) else ""
+        ax.set_title(f"{names.get(d, d)} R@{k}{n}", fontsize=9)
+        ax.set_xscale("log")
+        ticks = sorted(set(sweep["n_fit"]))
+        ax.set_xticks(ticks, [str(int(t)) for t in ticks], rotation=45, fontsize=8)
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.set_xlabel("fitting pairs (log scale)")
+        ax.set_ylabel(f"R@{k} (share of queries)")
+        ax.set_ylim(0, 1.02)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"In-domain data-fraction sweep: mean of {seeds} seeds, band = lowest to highest seed",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- realignment: captions (ReCap)
+def _recap_panels(n: int, cols: int = 3):
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def recap_means(rows: pd.DataFrame, *, scorer_label: str = "clip-mini (CLIP-style stand-in)"):
+    """One panel per metric: each captioning system's mean over the test images with its bootstrap 95% interval
+    (the ``summary`` rows of :func:`analysis.captioning.retrieval.run_captions`)."""
+    from analysis.prose import recap_metric_label
+
+    s = rows[rows["analysis"] == "summary"]
+    metrics = list(dict.fromkeys(s["metric"]))
+    systems = list(dict.fromkeys(s["system"]))
+    colors = dict(zip(systems, sns.color_palette("colorblind", len(systems))))
+    fig, axes = _recap_panels(len(metrics))
+    for ax, m in zip(axes.flat, metrics):
+        g = s[s["metric"] == m].set_index("system").reindex(systems).dropna(subset=["value"])
+        y = range(len(g))
+        ax.errorbar(g["value"], list(y), xerr=[g["value"] - g["low"], g["high"] - g["value"]], fmt="none",
+                    ecolor="0.4", lw=1, capsize=2)
+        ax.scatter(g["value"], list(y), c=[colors[x] for x in g.index], s=28, zorder=3)
+        ax.set_yticks(list(y), list(g.index), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(recap_metric_label(m), fontsize=9)
+        ax.set_xlabel("mean per caption (metric units)", fontsize=8)
+    fig.suptitle(f"Captioning systems on the probe's test images: mean and bootstrap 95% interval "
+                 f"(CLIP-family metrics under {scorer_label})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def recap_differences(rows: pd.DataFrame):
+    """One panel per metric: each paired difference ``a − b`` over the same test images with its paired
+    bootstrap 95% interval; filled markers hold after Holm (within each contrast), open ones do not."""
+    from analysis.prose import ALPHA, recap_metric_label
+
+    d = rows[rows["analysis"] == "difference"]
+    metrics = list(dict.fromkeys(d["metric"]))
+    contrasts = list(dict.fromkeys(d["contrast"]))
+    colors = dict(zip(contrasts, sns.color_palette("colorblind", len(contrasts))))
+    fig, axes = _recap_panels(len(metrics))
+    for ax, m in zip(axes.flat, metrics):
+        g = d[d["metric"] == m].set_index("contrast").reindex(contrasts).dropna(subset=["value"])
+        for j, (c, r) in enumerate(g.iterrows()):
+            sig = r["p_holm"] == r["p_holm"] and r["p_holm"] <= ALPHA
+            ax.errorbar([r["value"]], [j], xerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]], fmt="o",
+                        color=colors[c], mfc=colors[c] if sig else "white", capsize=2, lw=1,
+                        label=c if ax is axes.flat[0] else None)
+        ax.axvline(0, color="0.3", lw=0.8, ls="--")
+        ax.set_yticks(range(len(g)), list(g.index), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(recap_metric_label(m), fontsize=9)
+        ax.set_xlabel("paired difference a − b (metric units)", fontsize=8)
+    fig.suptitle("Paired differences over the same test images, bootstrap 95% intervals "
+                 "(filled: holds after Holm within the contrast)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def recap_examples(examples: pd.DataFrame, paths: dict, *, scorer_label: str = "clip-mini (CLIP-style stand-in)",
+                   lm_label: str = "", width: int = 44):
+    """:func:`caption_examples` of the captioning systems with a title naming the retrieval encoder and the LM."""
+    fig = caption_examples(examples, paths, cols=4, width=width)
+    lm = f"; LM: {lm_label}" if lm_label else ""
+    fig.suptitle(f"The probe's example test images with every system's caption (retrieval: {scorer_label}{lm})",
+                 fontsize=10, y=1.01)
+    return fig
+
+
+def speed_comparison(table: pd.DataFrame, curves: pd.DataFrame | None = None):
+    """ReCap's speed claim on one figure, from the reference variant of the speed page's measurement table
+    (:func:`analysis.mappers.run_speed`'s frame). Left: training seconds per approach as horizontal bars on a
+    log axis, coloured by kind, each annotated with its ratio to the reference closed form (``≥`` and hatching:
+    a gradient mapper stopped by its budget, a lower bound). Right: held-out image→text R@1 reached against
+    training seconds (log axis), the reference's R@1 as a dashed line, every gradient run's held-out checks
+    (``curves``: approach, seconds, r1) as thin lines; the captioner has no R@1 (it makes captions)."""
+    from analysis.mappers import _flag, variant_of
+
+    t = variant_of(table, targets="reference").reset_index(drop=True)
+    label = str(t["label"].iloc[0]) if "label" in t and len(t) else "the encoder"
+    ref = str(t["reference"].iloc[0]) if "reference" in t and len(t) else "the closed form"
+    kinds = list(dict.fromkeys(t["kind"]))
+    colors = dict(zip(["closed-form", "gradient", "captioner"], sns.color_palette("colorblind", 3)))
+    bound = [k == "gradient" and _flag(x) is not True for k, x in zip(t["kind"], t["reached_target"])]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 0.5 * len(t) + 2.6))
+    y = range(len(t))
+    ax.barh(list(y), t["train_seconds"], color=[colors.get(k, "0.5") for k in t["kind"]],
+            hatch=None, edgecolor="0.2", linewidth=0.5)
+    for i, (s, r, b) in enumerate(zip(t["train_seconds"], t["ratio"], bound)):
+        if b:
+            ax.barh([i], [s], color="none", hatch="//", edgecolor="0.2", linewidth=0.5)
+        txt = ("≥ " if b else "") + (f"{r:,.0f}×" if r >= 10 else f"{r:.2g}×")
+        ax.text(s * 1.15, i, txt, va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yticks(list(y), list(t["approach"]))
+    ax.invert_yaxis()
+    lo, hi = t["train_seconds"].min(), t["train_seconds"].max()
+    ax.set_xlim(lo / 3, hi * 12)
+    ax.set_xlabel("training seconds (log scale; ratio to " + ref + " annotated)")
+    ax.set_title("Training time per approach", fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[k]) for k in kinds if k in colors]
+    names = [k for k in kinds if k in colors]
+    if any(bound):
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", hatch="//", edgecolor="0.2"))
+        names.append("stopped by its budget (lower bound)")
+    ax.legend(handles, names, fontsize=8, loc="upper right")
+    m = t[t["i2t_R@1"].notna()]
+    grads = list(dict.fromkeys(m.loc[m["kind"] == "gradient", "approach"]))
+    pal = sns.color_palette("colorblind", 10)
+    own = dict(zip(grads, [pal[i] for i in (3, 4, 7, 8, 9, 5)]))  # apart from the kinds' blue, orange and green
+    if curves is not None and len(curves):
+        for a, g in curves.groupby("approach", sort=False):
+            g = g[g["seconds"] > 0]
+            bx.plot(g["seconds"], g["r1"], color=own.get(a, "0.5"), lw=0.9, alpha=0.6)
+    cf = m[m["kind"] == "closed-form"]
+    bx.scatter(cf["train_seconds"], cf["i2t_R@1"], color=colors["closed-form"], s=40, zorder=3, label="closed-form maps")
+    for a in grads:
+        g = m[m["approach"] == a]
+        bx.scatter(g["train_seconds"], g["i2t_R@1"], color=own[a], s=40, zorder=3, edgecolor="0.2",
+                   label=f"{a} (end of its run; line: its checks)")
+    for s, r, a in zip(m["train_seconds"], m["i2t_R@1"], m["approach"]):
+        bx.annotate(a, (s, r), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    target = t.loc[t["approach"] == ref, "i2t_R@1"]
+    if len(target):
+        bx.axhline(float(target.iloc[0]), color="0.3", ls="--", lw=0.8, label=f"{ref}'s R@1 (the target)")
+    bx.set_xscale("log")
+    bx.set_xlabel("training seconds (log scale)")
+    bx.set_ylabel(f"held-out image→text R@1, {label}")
+    caps = t[t["kind"] == "captioner"]
+    note = f"; {', '.join(caps['approach'])}: no R@1 (it makes captions)" if len(caps) else ""
+    bx.set_title(f"Quality reached against time{note}", fontsize=10)
+    bx.margins(x=0.2)
+    bx.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.suptitle(f"Closed-form alignment against gradient-trained mappers and a captioner, on {label} embeddings",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- realignment: metrics and judgements
+def _wrap(text: str, width: int = 44) -> str:
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
+
+
+def _set_heading(dataset: str, kind: str, variant: str) -> str:
+    tag = "rule-made, not human judgements" if kind == "rule-made" else "human judgements"
+    return f"{dataset} ({tag}; τ{variant})"
+
+
+def tau_intervals(rows: pd.DataFrame):
+    """Kendall τ × 100 of every metric (y, by its label) on each judgement set with a value (one panel each), with
+    its clustered 95% bootstrap interval; aligned metrics (aCLIP-S family) in their own colour. Rule-made sets are
+    titled "rule-made, not human judgements"; sets without data here are not drawn (the table says why)."""
+    import numpy as np
+
+    r = rows[(rows["run"] == "correlation") & rows["value"].notna()]
+    sets = list(dict.fromkeys(r["dataset"]))
+    labels = list(dict.fromkeys(rows.loc[rows["run"] == "correlation", "label"]))
+    n = max(len(sets), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 3.2, 0.42 * len(labels) + 1.8), squeeze=False, sharey=True)
+    colors = sns.color_palette("colorblind", 3)
+    kinds = {"aligned (aCLIP-S, RefaCLIP-S)": colors[1], "other metrics": colors[0]}
+    aligned = rows.loc[rows["metric"].astype(str).str.match(r"^(ref)?aclip-s:"), "label"]
+    y = {lab: i for i, lab in enumerate(labels)}
+    for ax, d in zip(axes.flat, sets):
+        g = r[r["dataset"] == d]
+        for kind, color in kinds.items():
+            h = g[g["label"].isin(aligned)] if kind.startswith("aligned") else g[~g["label"].isin(aligned)]
+            if h.empty:
+                continue
+            err = [(h["value"] - h["low"]).clip(lower=0).fillna(0), (h["high"] - h["value"]).clip(lower=0).fillna(0)]
+            ax.errorbar(h["value"], [y[lab] for lab in h["label"]], xerr=err, fmt="o", color=color, capsize=3,
+                        label=kind)
+        ax.axvline(0, color="0.4", lw=0.8, ls="--")
+        first = g.iloc[0]
+        ax.set_title(_wrap(_set_heading(d, first["judgement_kind"], first["variant"]), 40), fontsize=10)
+        ax.set_xlabel("Kendall τ × 100 (95% CI, clustered over images)")
+    if not sets:
+        axes.flat[0].text(0.5, 0.5, "no judgement set has data here", ha="center", va="center")
+    ax0 = axes.flat[0]
+    ax0.set_yticks(np.arange(len(labels)))
+    ax0.set_yticklabels([_wrap(lab) for lab in labels], fontsize=8)
+    ax0.set_ylim(len(labels) - 0.5, -0.5)
+    ax0.set_ylabel("metric (stand-ins labelled)")
+    handles, names = ax0.get_legend_handles_labels()
+    if handles:
+        ax0.legend(handles, names, fontsize=8, loc="lower left")
+    fig.suptitle("Correlation of each metric with the judgements of each set", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def tau_differences(diffs: pd.DataFrame):
+    """The paired differences τ(aligned) − τ(unaligned) × 100 (x) per comparison and judgement set (y), with their
+    paired clustered 95% bootstrap intervals and Holm-corrected p; zero (no difference) dashed. Only the
+    comparisons with a value are drawn."""
+    import numpy as np
+
+    d = diffs[diffs["value"].notna()] if len(diffs) else diffs
+    fig, ax = plt.subplots(figsize=(10, 0.6 * max(len(d), 1) + 2.6))
+    if d.empty:
+        ax.text(0.5, 0.5, "no paired comparison has data here", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title("τ(aligned) − τ(unaligned): nothing to compare", fontsize=11)
+        return fig
+    colors = dict(zip(dict.fromkeys(d["label"]), sns.color_palette("colorblind", d["label"].nunique())))
+    ys = np.arange(len(d))
+    for yi, (_, r) in zip(ys, d.iterrows()):
+        ax.errorbar([r["value"]], [yi], xerr=[[max(r["value"] - r["low"], 0)], [max(r["high"] - r["value"], 0)]],
+                    fmt="o", color=colors[r["label"]], capsize=3)
+        ax.annotate(f"Holm p = {r['p_holm']:.3g}", (r["high"], yi), textcoords="offset points", xytext=(6, -3),
+                    fontsize=8)
+    ax.axvline(0, color="0.4", lw=0.8, ls="--")
+    lo, hi = float(np.nanmin(d["low"].fillna(d["value"]))), float(np.nanmax(d["high"].fillna(d["value"])))
+    ax.set_xlim(min(lo, 0) - 0.05 * (hi - lo + 1), max(hi, 0) + 0.35 * (hi - lo + 1))  # room for the Holm p
+    ax.set_yticks(ys)
+    ax.set_yticklabels([_wrap(f"{r['label'].split(' (')[0]} on "
+                              f"{_set_heading(r['dataset'], r['judgement_kind'], r['variant'])}", 40)
+                        for _, r in d.iterrows()], fontsize=8)
+    ax.set_ylim(len(d) - 0.5, -0.5)
+    ax.set_xlabel("Δτ × 100 = τ(aligned) − τ(unaligned), same rows (paired clustered 95% bootstrap CI)")
+    ax.set_ylabel("comparison and judgement set")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c) for c in colors.values()]
+    ax.legend(handles, [_wrap(lab, 70) for lab in colors], fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
+    ax.set_title("Does realignment raise the correlation? Paired differences", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def noise_curves(noise: pd.DataFrame):
+    """Noise robustness: τ × 100 (top row, 95% band) and the mean score of the true captions (bottom row) against
+    the noise σ, for pixel noise (left) and embedding noise (right), one line per metric (stand-ins labelled)."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), squeeze=False)
+    if noise is None or noise.empty:
+        for ax in axes.flat:
+            ax.set_axis_off()
+        axes[0, 0].text(0.5, 0.5, "no noise sweep was run", ha="center", va="center")
+        return fig
+    labels = list(dict.fromkeys(noise["label"]))
+    colors = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+    xlab = {"image": "pixel noise σ (Gaussian, on the [0, 1] pixel scale)",
+            "embedding": "embedding noise σ (Gaussian, relative to the unit embedding)"}
+    for j, kind in enumerate(("image", "embedding")):
+        g = noise[(noise["noise"] == kind) & noise["value"].notna()]
+        for lab, h in g.groupby("label", sort=False):
+            h = h.sort_values("sigma")
+            axes[0, j].plot(h["sigma"], h["value"], marker="o", color=colors[lab], label=_wrap(lab, 50))
+            axes[0, j].fill_between(h["sigma"], h["low"], h["high"], color=colors[lab], alpha=0.15)
+            axes[1, j].plot(h["sigma"], h["top_mean"], marker="o", color=colors[lab], label=_wrap(lab, 50))
+        stage = g["embedding_stage"].dropna().iloc[0] if kind == "embedding" and len(g) else ""
+        where = {"encoder": " (on the encoder output, before the map)",
+                 "metric": " (after the map)"}.get(stage, "")
+        axes[0, j].set_title(f"{'Pixel' if kind == 'image' else 'Embedding'} noise{where}", fontsize=10)
+        axes[0, j].set_ylabel(f"Kendall τ{noise['variant'].iloc[0]} × 100 (95% CI band)")
+        axes[1, j].set_ylabel("mean score of the true captions (metric units)")
+        for i in range(2):
+            axes[i, j].set_xlabel(xlab[kind])
+    axes[0, 0].legend(fontsize=8, loc="best")
+    d = noise.iloc[0]
+    fig.suptitle(f"Noise robustness on {_set_heading(d['dataset'], d['judgement_kind'], d['variant'])}", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -492,6 +492,11 @@ def probe_method_sentences(rows: pd.DataFrame) -> list[str]:
         out.append(f"It learns from {int(n_train)} training images; the probe's captions are written for "
                    f"{int(n_test)} held-out test images, {int(n_scenes or 0)} of them stamp scenes with a known "
                    "scene graph.")
+    n_scst = _value(rows, "data", "SCST images")
+    if n_scst is not None:
+        out.append(f"SCST runs on {int(n_scst)} other images (`stamp-scenes-scst`): fresh scenes of the training "
+                   "stamps, with no val or test object set, that neither the captioner nor any stand-in scorer was "
+                   "trained on.")
     s = _summary_of(rows)
     xe = _cell(s, "xe", "cider_d")
     xe_sc, ref_sc = _cell(s, "xe (stamp scenes)", "cider_d"), _cell(s, "references (stamp scenes)", "cider_d")
@@ -734,3 +739,749 @@ def probe_correction_sentences(rows: pd.DataFrame) -> list[str]:
     return [f"Intervals are {level}two-level bootstrap intervals ({_and(kinds) or 'percentile'}; images drawn once "
             "for both sides of a comparison, seeds drawn within each system); p-values are two-sided bootstrap p, "
             f"Holm-corrected within each family: {fams}; a test holds at α = {ALPHA} after that correction."]
+
+
+# ----------------------------------------------------------------------------- realignment (ReCap) diagnostics
+def _map_label(method: str, standardize) -> str:
+    return "unaligned" if method == "none" else f"{method}{' (z-scored)' if bool(standardize) else ''}"
+
+
+def _realign_view(rows: pd.DataFrame, setting: str, stage: str, metric: str) -> pd.DataFrame:
+    """The summary rows (in-domain, or transfer pooled over folds) of one setting, stage and metric."""
+    if rows is None or not len(rows) or "stage" not in rows:
+        return pd.DataFrame()
+    r = rows[(rows["setting"] == setting) & (rows["stage"] == stage) & (rows["metric"] == metric)]
+    return r[r["fold"].astype(str).isin(["", "pooled"])]
+
+
+def _realign_where(r) -> str:
+    pooled = str(r["fold"]) == "pooled"
+    return (f"`{r['dataset']}`, {r['setting']}, {int(r['n'])} evaluation images"
+            + (" pooled over the held-out folds" if pooled else ""))
+
+
+def _realign_settings(rows: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(rows["setting"])) if rows is not None and len(rows) and "setting" in rows else []
+
+
+def realignment_gap_sentences(rows: pd.DataFrame) -> list[str]:
+    """Per setting: the centroid distance and the true-/random-pair cosines before the map and after the first
+    map in the rows, and the lowest centroid distance of any map; says so when the unaligned baseline or every
+    map is missing."""
+    out = []
+    settings = _realign_settings(rows)
+    if not settings:
+        return ["No alignment diagnostics were run."]
+    for setting in settings:
+        before = _realign_view(rows, setting, "before", "centroid_distance")
+        after = _realign_view(rows, setting, "after", "centroid_distance")
+        if before.empty:
+            out.append(f"The {setting} rows have no unaligned baseline, so no change of the modality gap is stated "
+                       "for them.")
+            continue
+        b = before.iloc[0]
+        if after.empty:
+            out.append(f"On {_realign_where(b)}, the centroid distance of `{b['label']}` is {b['value']:.3f} "
+                       "unaligned; no map was evaluated.")
+            continue
+        a = after.iloc[0]
+        best = after.loc[after["value"].idxmin()]
+        cos = {(st, m): _realign_view(rows, setting, st, m) for st in ("before", "after")
+               for m in ("true_pair_cosine", "random_pair_cosine")}
+
+        def val(st, m, method, std):
+            g = cos[(st, m)]
+            g = g[(g["method"] == method) & (g["standardize"].astype(bool) == bool(std))] if st == "after" else g
+            return f"{g['value'].iloc[0]:.2f}" if len(g) else "n/a"
+
+        lowest = ("" if best.name == a.name else
+                  f" (lowest of the {len(after)} maps: {best['value']:.3f}, "
+                  f"`{_map_label(best['method'], best['standardize'])}`)")
+        out.append(f"On {_realign_where(b)}: the centroid distance between the image and caption embeddings of "
+                   f"`{b['label']}` is {b['value']:.3f} unaligned and {a['value']:.3f} after the "
+                   f"`{_map_label(a['method'], a['standardize'])}` map{lowest}; the mean true-pair cosine goes from "
+                   f"{val('before', 'true_pair_cosine', '', False)} to "
+                   f"{val('after', 'true_pair_cosine', a['method'], a['standardize'])} and the random-pair cosine "
+                   f"from {val('before', 'random_pair_cosine', '', False)} to "
+                   f"{val('after', 'random_pair_cosine', a['method'], a['standardize'])}.")
+    return out
+
+
+def _change_verdict(c) -> str:
+    if c is None:
+        return "no paired test in these rows"
+    sig = c["p_holm"] == c["p_holm"] and c["p_holm"] < ALPHA
+    word = ("a significant gain" if c["value"] > 0 else "a significant loss") if sig else \
+        "not distinguishable from no change"
+    return (f"change {c['value']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], corrected {fmt_p(c['p_holm'])}: "
+            f"{word}")
+
+
+def realignment_retrieval_sentences(rows: pd.DataFrame, k: int = 1) -> list[str]:
+    """Per setting and direction: R@k unaligned and with the best map (Wilson intervals), chance, and the
+    Holm-corrected paired test of the change; then what the text-only baseline can say (its row's note, or
+    that it is missing)."""
+    out = []
+    settings = _realign_settings(rows)
+    if not settings:
+        return ["No retrieval before/after alignment was run."]
+    for setting in settings:
+        for d, name in (("i2t", "image→text"), ("t2i", "text→image")):
+            metric = f"{d}_R@{k}"
+            before = _realign_view(rows, setting, "before", metric)
+            after = _realign_view(rows, setting, "after", metric)
+            if before.empty:
+                out.append(f"The {setting} rows have no unaligned {name} R@{k}, so no before/after comparison is "
+                           "stated.")
+                continue
+            b = before.iloc[0]
+            if after.empty:
+                out.append(f"On {_realign_where(b)}: {name} R@{k} is {fmt_ci(b)} unaligned (chance "
+                           f"{b['chance']:.2f}); no map was evaluated.")
+                continue
+            best = after.loc[after["value"].idxmax()]
+            ch = _realign_view(rows, setting, "change", metric)
+            ch = ch[(ch["method"] == best["method"]) & (ch["standardize"].astype(bool) == bool(best["standardize"]))]
+            out.append(f"On {_realign_where(b)}: {name} R@{k} is {fmt_ci(b)} unaligned and {fmt_ci(best)} with the "
+                       f"best map, `{_map_label(best['method'], best['standardize'])}` (chance {b['chance']:.2f}); "
+                       f"{_change_verdict(ch.iloc[0] if len(ch) else None)}.")
+    blind = rows[rows["model"] == "blind"] if "model" in rows else rows.iloc[0:0]
+    if blind.empty:
+        out.append("No text-only `blind` row is in this run, so nothing says what the caption alone would retrieve.")
+    else:
+        note = str(blind["note"].iloc[0]) if "note" in blind else ""
+        out.append(f"`blind` has no value here: {note or 'it has no retrieval meaning'}.")
+    return out
+
+
+def realignment_setting_sentences(rows: pd.DataFrame, k: int = 1) -> list[str]:
+    """In-domain against transfer: the change of image→text R@k made by the first map of the rows in each
+    setting, or why the two cannot be compared."""
+    settings = _realign_settings(rows)
+    changes = {}
+    for s in settings:
+        c = _realign_view(rows, s, "change", f"i2t_R@{k}")
+        if len(c):
+            changes[s] = c.iloc[0]
+    if len(changes) < 2:
+        have = ", ".join(changes) or "neither setting"
+        return [f"Only {have} has a tested change of image→text R@{k}, so in-domain and transfer cannot be "
+                "compared here."]
+    (s1, c1), (s2, c2) = list(changes.items())[:2]
+    m1 = _map_label(c1["method"], c1["standardize"])
+    where = {s: s if s == "in-domain" else f"on {s}" for s in (s1, s2)}
+    which = (f"larger {where[s1]}" if c1["value"] > c2["value"] else f"larger {where[s2]}"
+             if c2["value"] > c1["value"] else "the same in both")
+    return [f"The `{m1}` map changes image→text R@{k} by {c1['value']:+.2f} [{c1['ci_low']:+.2f}, "
+            f"{c1['ci_high']:+.2f}] {where[s1]} (corrected {fmt_p(c1['p_holm'])}) and by {c2['value']:+.2f} "
+            f"[{c2['ci_low']:+.2f}, {c2['ci_high']:+.2f}] {where[s2]} (corrected {fmt_p(c2['p_holm'])}): the change "
+            f"is {which} as a point estimate (intervals: paired bootstrap within each setting; the two settings are "
+            "evaluated on different images, so their difference is not itself tested)."]
+
+
+def realignment_sweep_sentences(sweep: pd.DataFrame, k: int = 1, tol: float = 0.02) -> list[str]:
+    """Per method of the data-fraction sweep: image→text R@k (mean over seeds) with every fitting pair and the
+    smallest fraction from which on every mean is at least that value less ``tol``."""
+    if sweep is None or not len(sweep):
+        return ["No data-fraction sweep was run."]
+    out = []
+    r = sweep[sweep["metric"] == f"i2t_R@{k}"]
+    for method, g in r.groupby("method", sort=False):
+        mean = g.groupby("fraction")["value"].mean().sort_index()
+        n_fit = g.groupby("fraction")["n_fit"].first()
+        if 1.0 not in mean.index:
+            out.append(f"The `{method}` sweep has no 100% point, so no fraction is compared with the full fit.")
+            continue
+        full, f = mean[1.0], 1.0
+        for frac in sorted(mean.index, reverse=True):  # the smallest f with every fraction >= f close enough
+            if mean[frac] < full - tol:
+                break
+            f = float(frac)
+        seeds = g["seed"].nunique()
+        on = f" on {int(g['n'].iloc[0])} evaluation images" if "n" in g and g["n"].notna().any() else ""
+        reach = (f"no smaller fraction of them comes within {tol:.2f} of that" if f == 1.0 else
+                 f"it is within {tol:.2f} of that from {f:.0%} of them ({int(n_fit[f])} pairs) on")
+        out.append(f"`{method}`: image→text R@{k}{on} is {full:.2f} with all {int(n_fit[1.0])} fitting pairs and "
+                   f"{reach} (mean of {seeds} seed{'s' if seeds != 1 else ''}).")
+    return out or [f"The sweep has no image→text R@{k} rows."]
+
+
+# ----------------------------------------------------------------------------- realignment: captions (ReCap)
+_RECAP_METRIC_NAMES = {"bleu-4": "BLEU-4", "meteor": "METEOR", "rouge-l": "ROUGE-L", "cider-d": "CIDEr-D",
+                       "sg-f1": "sg-f1 (SPICE-style stand-in)"}
+
+
+def recap_metric_label(metric: str) -> str:
+    """``cider-d`` -> ``CIDEr-D``; ``aclip-s:clip-mini`` -> ``aCLIP-S (clip-mini)``."""
+    if metric in _RECAP_METRIC_NAMES:
+        return _RECAP_METRIC_NAMES[metric]
+    base, _, scorer = metric.partition(":")
+    names = {"clip-s": "CLIP-S", "refclip-s": "RefCLIP-S", "aclip-s": "aCLIP-S", "refaclip-s": "RefaCLIP-S"}
+    name = names.get(base, base)
+    return f"{name} ({scorer})" if scorer else name
+
+
+def _recap(rows: pd.DataFrame, analysis: str) -> pd.DataFrame:
+    if rows is None or not len(rows) or "analysis" not in rows:
+        return pd.DataFrame(columns=["analysis", "system", "metric", "value"])
+    return rows[rows["analysis"] == analysis]
+
+
+def _recap_data(rows: pd.DataFrame) -> dict:
+    d = _recap(rows, "data")
+    return dict(zip(d["metric"], d["value"])) if len(d) else {}
+
+
+def recap_setup_sentences(rows: pd.DataFrame) -> list[str]:
+    """What was captioned and from what: test images, datastore size, k, and the two leak checks."""
+    d = _recap_data(rows)
+    if "test images" not in d:
+        return ["The rows hold no data description, so what was captioned is not stated here."]
+    n, scenes = int(d["test images"]), int(d.get("test stamp scenes", 0))
+    leak = d.get("datastore captions equal to a test reference", float("nan"))
+    fit = d.get("test images among the map's fitting images", float("nan"))
+    checks = []
+    for v, what in ((leak, "datastore captions equal a test reference"),
+                    (fit, "test images are among the images the map was fitted on")):
+        checks.append(f"{what}: not checked" if v != v else f"{int(v)} {what}")
+    note = ""
+    if "note" in rows and rows["note"].astype(str).str.len().gt(0).any():
+        note = " " + str(rows.loc[rows["note"].astype(str).str.len() > 0, "note"].iloc[0]).rstrip(".") + "."
+    out = [f"{n} held-out test images of the probe ({scenes} stamp scenes, {n - scenes} stamps) are captioned from "
+           f"a datastore of {int(d.get('datastore captions', 0))} training captions, "
+           f"{int(d.get('retrieved per image (k)', 0))} retrieved per image; {checks[0]} and {checks[1]}.{note}"]
+    if "augmentation: captions added" in d:
+        out.append(f"Augmentation: `recap` captioned {int(d.get('augmentation: SCST images captioned', 0))} SCST "
+                   f"images (not test images); {int(d['augmentation: captions added'])} of those captions scored "
+                   f"above the RefaCLIP-S threshold {d.get('augmentation: RefaCLIP-S threshold', float('nan')):.3f} "
+                   f"and were added to the datastore for `recap-aug`.")
+    return out
+
+
+def _recap_diff_sentence(g: pd.DataFrame, a: str, b: str, question: str) -> str:
+    n = int(g["n"].max()) if "n" in g and g["n"].notna().any() else 0
+    sig = g[g["p_holm"].notna() & (g["p_holm"] < ALPHA)]
+    up = [f"{recap_metric_label(r['metric'])} {r['value']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
+          for _, r in sig.iterrows() if r["value"] > 0]
+    down = [f"{recap_metric_label(r['metric'])} {r['value']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
+            for _, r in sig.iterrows() if r["value"] < 0]
+    rest = len(g) - len(up) - len(down)
+    cider = g[g["metric"] == "cider-d"]
+    head = ""
+    if len(cider):
+        c = cider.iloc[0]
+        head = (f"CIDEr-D {c['value_a']:.3f} against {c['value_b']:.3f}, difference {c['value']:+.3f} "
+                f"[{c['low']:+.3f}, {c['high']:+.3f}] (corrected {fmt_p(c['p_holm'])}); ")
+    if not up and not down:
+        verdict = f"no difference holds after Holm on any of the {len(g)} metrics"
+    else:
+        parts = ([f"`{a}` is higher on {', '.join(up)}"] if up else []) + \
+                ([f"{'lower' if up else f'`{a}` is lower'} on {', '.join(down)}"] if down else [])
+        verdict = f"{'; '.join(parts)} (holding after Holm)" + (
+            f", and not distinguishable from `{b}` on the other {rest} of {len(g)} metrics" if rest else
+            f", i.e. on all {len(g)} metrics")
+    return f"`{a} − {b}` ({question}), paired over {n} images: {head}{verdict}."
+
+
+def recap_difference_sentences(rows: pd.DataFrame, contrasts=None) -> list[str]:
+    """One sentence per contrast (``a − b``, default :data:`analysis.captioning.retrieval.CONTRASTS` plus any
+    other contrast in the rows): CIDEr-D of both and their difference, then the metrics where the difference
+    holds after Holm (up or down) and how many are not distinguishable; a contrast with no rows says which
+    system is missing."""
+    from analysis.captioning.retrieval import CONTRASTS
+
+    d = _recap(rows, "difference")
+    summary = _recap(rows, "summary")
+    have = set(summary["system"]) if len(summary) else set()
+    expected = list(contrasts or CONTRASTS)
+    if len(d):
+        for (a, b), g in d.groupby(["system", "baseline"], sort=False):
+            if (a, b) not in {(x[0], x[1]) for x in expected}:
+                expected.append((a, b, str(g["question"].iloc[0])))
+    out = []
+    for a, b, question in expected:
+        g = d[(d["system"] == a) & (d["baseline"] == b)] if len(d) else d
+        if g.empty:
+            missing = [x for x in (a, b) if x not in have]
+            why = (f"`{'` and `'.join(missing)}` {'has' if len(missing) == 1 else 'have'} no captions in this run"
+                   if missing else "no metric has values for both")
+            out.append(f"No `{a} − {b}` comparison ({question}): {why}.")
+            continue
+        out.append(_recap_diff_sentence(g, a, b, question))
+    return out
+
+
+def _recap_mean(summary: pd.DataFrame, system: str, metric: str):
+    r = summary[(summary["system"] == system) & (summary["metric"] == metric)]
+    return None if r.empty else float(r["value"].iloc[0])
+
+
+def recap_construction_sentences(rows: pd.DataFrame) -> list[str]:
+    """Why aCLIP-S / RefaCLIP-S favour aligned retrieval by construction (and CLIP-S unaligned retrieval),
+    with the nearest-neighbour systems' means as the evidence; says so when a system or metric is missing."""
+    summary = _recap(rows, "summary")
+    ac = [m for m in dict.fromkeys(summary["metric"]) if str(m).startswith("aclip-s:")] if len(summary) else []
+    cs = [m for m in dict.fromkeys(summary["metric"]) if str(m).startswith("clip-s:")] if len(summary) else []
+    if not ac or not cs:
+        return ["The rows have no aCLIP-S or no CLIP-S means, so the by-construction advantage of each retrieval "
+                "under its own score is not quantified here."]
+    vals = {(sy, m): _recap_mean(summary, sy, m) for sy in ("nn", "nn-aligned") for m in (ac[0], cs[0])}
+    if any(v is None for v in vals.values()):
+        return ["`nn` or `nn-aligned` is missing, so the by-construction advantage of each retrieval under its own "
+                "score is not quantified here; it holds all the same: aligned retrieval ranks the datastore by "
+                "aCLIP-S and unaligned retrieval by CLIP-S."]
+    d = _recap_data(rows)
+    m = int(d.get("candidates per image", 1) or 1)
+    rerank = (f" With {m} candidates per image, `recap` also keeps the candidate with the highest aCLIP-S, which "
+              "favours it once more on that metric." if m > 1 else "")
+    return [f"By construction, aligned retrieval returns the datastore caption with the highest aCLIP-S (the same "
+            f"map and the same \"A photo depicts \" prefix), and unaligned retrieval the one with the highest CLIP-S: "
+            f"`nn-aligned` has {recap_metric_label(ac[0])} {vals[('nn-aligned', ac[0])]:.3f} against "
+            f"{vals[('nn', ac[0])]:.3f} for `nn`, and `nn` has {recap_metric_label(cs[0])} {vals[('nn', cs[0])]:.3f} "
+            f"against {vals[('nn-aligned', cs[0])]:.3f} for `nn-aligned`. The aligned metrics therefore favour the "
+            f"systems built on aligned retrieval (`nn-aligned`, `recap`) by construction, and CLIP-S the unaligned "
+            f"ones: a difference between them on these metrics is not independent evidence of better captions; "
+            f"the reference-based n-gram metrics and sg-f1 are.{rerank}"]
+
+
+def recap_retrieval_sentences(rows: pd.DataFrame) -> list[str]:
+    """How much the map changes what is retrieved: the share of images whose top-1 caption is the same aligned
+    and unaligned (Wilson interval) and the mean share of the top-k both return."""
+    r = _recap(rows, "retrieval")
+    top1 = r[r["metric"] == "same top-1 caption as unaligned retrieval"] if len(r) else r
+    topk = r[r["metric"] == "share of the top-k shared with unaligned retrieval"] if len(r) else r
+    if top1.empty:
+        return ["The rows do not compare aligned with unaligned retrieval, so how much the map changes what is "
+                "retrieved is not stated."]
+    a = top1.iloc[0]
+    k = int(_recap_data(rows).get("retrieved per image (k)", 0) or 0)
+    tail = ""
+    if len(topk):
+        b = topk.iloc[0]
+        tail = (f", and the two share {b['value']:.0%} [{b['low']:.0%}, {b['high']:.0%}] of their top-"
+                f"{k or 'k'} captions")
+    return [f"Aligned and unaligned retrieval return the same top-1 caption for {a['value']:.0%} "
+            f"[{a['low']:.0%}, {a['high']:.0%}] of {int(a['n'])} images{tail}: `nn-aligned − nn` and `recap − lm` "
+            f"can differ only through the captions the map changes."]
+
+
+def recap_copy_sentences(rows: pd.DataFrame) -> list[str]:
+    """Per LM system: how often its caption is one of its retrieved captions verbatim (Wilson interval) and how
+    often the top one; says so when no LM system ran."""
+    c = _recap(rows, "copying")
+    if c.empty:
+        return ["No language-model system ran, so nothing says how much the LM copies from the retrieved captions."]
+    out = []
+    for sy, g in c.groupby("system", sort=False):
+        cp = g[g["metric"] == "copies a retrieved caption"]
+        top = g[g["metric"] == "equals the top retrieved caption"]
+        fb = g[g["metric"].astype(str).str.startswith("fallback")]
+        if cp.empty:
+            continue
+        r = cp.iloc[0]
+        extra = f" (the top-ranked one in {top['value'].iloc[0]:.0%})" if len(top) else ""
+        fall = (f"; {int(round(fb['value'].iloc[0] * fb['n'].iloc[0]))} empty output(s) fell back to the top caption"
+                if len(fb) and fb["value"].iloc[0] > 0 else "")
+        out.append(f"`{sy}` writes one of its retrieved captions verbatim for {r['value']:.0%} "
+                   f"[{r['low']:.0%}, {r['high']:.0%}] of {int(r['n'])} images{extra}{fall}.")
+    return out
+
+
+def recap_correction_sentences(rows: pd.DataFrame) -> list[str]:
+    """The test families (one per contrast) with their sizes, the resamples, and the one-seed caveat."""
+    d = _recap(rows, "difference")
+    if d.empty or "p" not in d:
+        return ["No paired difference was tested."]
+    fams = d.dropna(subset=["p"]).groupby("test_family", sort=False).size()
+    if fams.empty:
+        return ["No paired difference has a p-value."]
+    b = int(_recap_data(rows).get("bootstrap resamples", 0) or 0)
+    floor = ""
+    if b and any(2 * m / (b + 1) > ALPHA for m in fams):
+        floor = (f" With {b} resamples the smallest bootstrap p is 2/(B+1), so Holm over {int(fams.max())} tests "
+                 "cannot reach α here: no difference can hold in this run.")
+    text = ", ".join(f"*{f}* ({m} tests)" for f, m in fams.items())
+    return [f"Intervals are percentile bootstrap intervals over images (one seed: they are conditional on this XE "
+            f"captioner, this map and this datastore); p-values are two-sided bootstrap p"
+            f"{f' ({b} resamples)' if b else ''}, Holm-corrected within each contrast's family of metrics: {text}; "
+            f"a difference holds at α = {ALPHA} after that correction.{floor}"]
+
+
+def recap_caption_sentences(rows: pd.DataFrame) -> list[str]:
+    """Every computed sentence of the *Realignment: captions* page, in order."""
+    return [*recap_setup_sentences(rows), *recap_retrieval_sentences(rows), *recap_difference_sentences(rows),
+            *recap_construction_sentences(rows), *recap_copy_sentences(rows), *recap_correction_sentences(rows)]
+
+
+# ----------------------------------------------------------------------------- realignment: the speed claim
+def _speed_secs(s: float) -> str:
+    """``25.3 ms`` below a second, ``3.32 s`` above, ``n/a`` for NaN."""
+    return "n/a" if s != s else f"{s * 1000:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+def _speed_times(r: float, bound: bool = False) -> str:
+    """``617×`` (``1,234×``), ``42×``, ``4.3×``; ``≥ 617×`` for a lower bound; ``n/a`` for NaN."""
+    if r != r:
+        return "n/a"
+    txt = f"{r:,.0f}×" if r >= 10 else f"{r:.2g}×"
+    return ("≥ " if bound else "") + txt
+
+
+def _speed_fact(rows, approach: str, metric: str):
+    """One deterministic value of the speed page's rows (None when absent)."""
+    if rows is None or not len(rows) or "approach" not in rows:
+        return None
+    r = rows[(rows["approach"] == approach) & (rows["metric"] == metric)]
+    return float(r["value"].iloc[0]) if len(r) else None
+
+
+def _speed_int(x) -> str:
+    return "?" if x is None or x != x else f"{int(x):,}"
+
+
+def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = None, *,
+                            claim: float | None = None) -> list[str]:
+    """The *Realignment, speed* page's sentences from its measurement table (:func:`analysis.mappers.run_speed`'s
+    frame, the ``realign-speed.timings.csv`` file) and its deterministic ``rows``
+    (:func:`analysis.mappers.speed_rows`; optional: budgets, repeats and the captioner's facts come from there):
+    the closed forms' times and R@1; the range of the gradient mappers' ratios to the reference; whether each
+    reached the reference's R@1 (and its own form's); the captioner's ratio, or that it is missing; the computed
+    verdict on "up to ``claim`` times faster" (:func:`analysis.mappers.speed_verdict`); what a 0.01 tolerance
+    changes (:func:`analysis.mappers.changed_conclusions`) given the R@1 step of one test image."""
+    from analysis import mappers
+
+    claim = float(claim or mappers.CLAIM)
+    if table is None or not len(table):
+        return ["No speed measurement was run."]
+    t = mappers.variant_of(table, targets="reference")
+    closed = t[t["kind"] == "closed-form"]
+    if closed.empty:
+        return ["No closed-form fit was timed, so no ratio to it can be stated."]
+    ref_name = str(t["reference"].iloc[0]) if "reference" in t else str(closed["approach"].iloc[0])
+    ref = closed[closed["approach"] == ref_name].iloc[0] if (closed["approach"] == ref_name).any() else closed.iloc[0]
+    label = str(t["label"].iloc[0]) if "label" in t else str(t["model"].iloc[0]) if "model" in t else "the encoder"
+    n_fit, n_eval = int(ref.get("n_fit", 0)), int(ref.get("n_eval", 0))
+    threads = int(ref["threads"]) if "threads" in ref and ref["threads"] == ref["threads"] else None
+    thr = f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
+    repeats = _speed_fact(rows, "closed-form", "repeats")
+    med = f" (median of {int(repeats)} fits)" if repeats else ""
+    others = closed[closed["approach"] != ref["approach"]]
+    oth = ("; " + ", ".join(f"`{r.approach}` took {_speed_times(r.ratio)}" for r in others.itertuples())
+           + f" its time") if len(others) else ""
+    r1s = ", ".join(f"`{a}` {v:.3f}" for a, v in zip(closed["approach"], closed["i2t_R@1"]))
+    out = [f"On {n_fit:,} fitting pairs ({int(ref.get('dim_x', 0))}-d image → {int(ref.get('dim_y', 0))}-d caption "
+           f"embeddings of `{label}`{thr}), `{ref['approach']}` (ReCap's map) fitted in "
+           f"{_speed_secs(float(ref['train_seconds']))}{med}{oth}. Held-out image→text R@1 on {n_eval} test images: "
+           f"{r1s}."]
+    target = float(ref["i2t_R@1"])
+    g = t[t["kind"] == "gradient"]
+    if g.empty:
+        out.append("No gradient-trained mapper was run, so the closed form is compared with nothing trained by "
+                   "gradient descent here.")
+    else:
+        bounds = [mappers._flag(x) is not True for x in g["reached_target"]]
+        each = ", ".join(f"`{a}` {_speed_times(r, b)}" for a, r, b in zip(g["approach"], g["ratio"], bounds))
+        lo, hi = g["ratio"].min(), g["ratio"].max()
+        me = _speed_fact(rows, str(g["approach"].iloc[0]), "max_epochs")
+        ms = _speed_fact(rows, str(g["approach"].iloc[0]), "max_seconds")
+        budget = (f" ({_speed_int(me)} epochs or {ms:g} s each)" if me is not None and ms is not None else "")
+        span = (f"{_speed_times(lo)} to {_speed_times(hi)}" if len(g) > 1 else _speed_times(lo))
+        out.append(f"Trained by Adam until their held-out image→text R@1 reached `{ref['approach']}`'s {target:.3f} "
+                   f"or their budget ran out{budget}, the gradient-trained mappers took {span} "
+                   f"`{ref['approach']}`'s fit time ({each}"
+                   + ("; ≥ marks a mapper stopped by its budget: a lower bound" if any(bounds) else "") + ").")
+        own = mappers.variant_of(table, targets="own-form")
+        own = own[own["kind"] == "gradient"] if len(own) and "targets" in table else own.iloc[0:0]
+        parts = []
+        for r in g.itertuples():
+            if mappers._flag(r.reached_target):
+                parts.append(f"`{r.approach}` reached it after {int(r.steps)} steps ({r.epochs:.1f} epochs, "
+                             f"{_speed_secs(r.train_seconds)})")
+                continue
+            r1_end = float(g.loc[r.Index, "i2t_R@1"])
+            why = f"`{r.approach}` did not (stopped by {r.stopped_by}, held-out R@1 {r1_end:.3f} at the end)"
+            o = own[own["approach"] == r.approach]
+            if len(o) and o["target_from"].iloc[0] != ref["approach"]:
+                src = str(o["target_from"].iloc[0])
+                sv = closed[closed["approach"] == src]["i2t_R@1"]
+                if len(sv) and float(sv.iloc[0]) < target:
+                    why += (f"; `{src}`, which minimises the same loss in closed form, scores "
+                            f"{float(sv.iloc[0]):.3f} on these test images: below the target")
+            parts.append(why)
+        out.append("Of the gradient-trained mappers, " + "; ".join(parts) + ".")
+        if len(own):
+            differ = own[own["target_from"] != ref["approach"]]
+            same = own[own["target_from"] == ref["approach"]]
+            if len(differ):
+                bits = []
+                for r in differ.itertuples():
+                    did = (f"reached it after {int(r.steps)} steps, {_speed_times(r.ratio)} `{ref['approach']}`'s time"
+                           if mappers._flag(r.reached_target) else
+                           f"did not reach it (stopped by {r.stopped_by}; {_speed_times(r.ratio, True)})")
+                    bits.append(f"`{r.approach}` against `{r.target_from}`'s R@1 {r.target_r1:.3f} {did}")
+                keep = (f" For {names_list(list(same['approach']))} the own-form target is `{ref['approach']}`'s, "
+                        "as above." if len(same) else "")
+                out.append("Against the closed form of its own form: " + "; ".join(bits) + "." + keep)
+    cap = t[t["kind"] == "captioner"]
+    if cap.empty:
+        out.append("No XE captioner training time was available (no checkpoint was read), so the comparison with "
+                   "a lightweight captioner is missing here.")
+    else:
+        c = cap.iloc[0]
+        steps, n_img, n_refs = (_speed_fact(rows, mappers.CAPTIONER, m) for m in ("steps", "n_images", "n_refs"))
+        cthr = _speed_fact(rows, mappers.CAPTIONER, "threads")
+        same = ", the same pairs the maps are fitted on" if n_refs is not None and n_refs == n_fit else ""
+        facts = (f" ({_speed_int(steps)} steps on {_speed_int(n_img)} training images with {_speed_int(n_refs)} "
+                 f"captions{same}"
+                 f"{f', {int(cthr)} threads' if cthr else ''})" if steps is not None else "")
+        out.append(f"The probe's XE captioner, a ClipCap-style lightweight captioner, trained in "
+                   f"{_speed_secs(float(c['train_seconds']))}{facts}: {_speed_times(float(c['ratio']))} "
+                   f"`{ref['approach']}`'s fit. Its seconds are read from its checkpoint, not timed in this run; it "
+                   "learns from EfficientNet-Lite0 image features rather than these embeddings, and it makes captions, "
+                   "not a map, so the ratio compares training cost only.")
+    v = mappers.speed_verdict(table, claim=claim)
+    quote = f"“Trained up to {claim:,.0f} times faster than existing lightweight methods” (ReCap)"
+    if v["verdict"] == "not testable":
+        why = ("no lightweight approach was measured" if not v["gradient"] and v["captioner_ratio"] is None else
+               "the reference time is missing or zero" if not v["reference_seconds"] > 0 else
+               "every ratio is a lower bound at or below 1")
+        out.append(f"{quote} is {v['phrase']}: {why}.")
+    else:
+        gr = v["gradient"]
+        bits = []
+        if gr:
+            alone = mappers.speed_verdict(table, claim=claim, kinds=("gradient",))
+            each = ", ".join(f"`{a}` {_speed_times(r, a in v['bounds'])}" for a, r in gr.items())
+            bits.append(f"against the gradient-trained mappers alone ({each}) it {alone['phrase']}")
+        bits.append(f"against the XE captioner {_speed_times(v['captioner_ratio'])}" if v["captioner_ratio"] is not None
+                    else "the XE captioner is missing")
+        short = f", short of {claim:,.0f}×" if v["verdict"].startswith("direction") else ""
+        out.append(f"{quote} {v['phrase']}: the largest ratio to `{v['reference']}`'s fit is "
+                   f"{_speed_times(v['max_ratio'], v['max_is_bound'])} (`{v['max_approach']}`"
+                   f"{', a lower bound' if v['max_is_bound'] else ''}{short}); " + "; ".join(bits) + ".")
+    tol = sorted({float(x) for x in table["tolerance"] if float(x) > 0}) if "tolerance" in table else []
+    if n_eval:
+        hit = f"With {n_eval} test images one hit moves R@1 by {1 / n_eval:.3f}"
+        if tol:
+            ch = mappers.changed_conclusions(table, tolerance=tol[0], claim=claim)
+            out.append(f"{hit}; with a {tol[0]:g} tolerance on the targets (R@1 − {tol[0]:g}) "
+                       + ("nothing concluded above changes." if not ch else "; ".join(ch) + "."))
+        else:
+            out.append(hit + ".")
+    out.append("Each gradient time is one run of one seed and the closed forms' the median of a few fits, on the "
+               "thread count stated, with the held-out checks off every clock: the ratios carry the machine's timing "
+               "noise, which is why they are kept out of the result rows (see the measurement table).")
+    return out
+
+
+# ----------------------------------------------------------------------------- realignment: metrics and judgements
+def _tau_ci(r) -> str:
+    """``63.4 [58.5, 68.5]`` (τ × 100) or ``n/a``."""
+    v, lo, hi = (float(r.get(k, float("nan"))) for k in ("value", "low", "high"))
+    if v != v:
+        return "n/a"
+    return f"{v:.1f} [{lo:.1f}, {hi:.1f}]" if lo == lo and hi == hi else f"{v:.1f}"
+
+
+def _kind_of(r) -> str:
+    return "rule-made, not human judgements" if r.get("judgement_kind") == "rule-made" else "human judgements"
+
+
+def _unavailable(note) -> bool:
+    return isinstance(note, str) and (note.startswith("data unavailable") or note.startswith("not available here"))
+
+
+def _how(note: str) -> str:
+    return note.removeprefix("data unavailable: ").removeprefix("not available here: ")
+
+
+def realign_tau_sentences(rows: pd.DataFrame) -> list[str]:
+    """Per judgement set of the ``correlation`` rows: the highest and lowest τ × 100 with intervals (and the
+    text-only ``blind`` beside them), how many metrics have no value there; for a set without data here, that it is
+    not available and how to provide it (no number); the published anchors beside real-data rows, with source."""
+    r = rows[rows["run"] == "correlation"] if rows is not None and len(rows) and "run" in rows else pd.DataFrame()
+    if r.empty:
+        return ["No metric was correlated with any judgement set."]
+    out = []
+    for dataset, g in r.groupby("dataset", sort=False):
+        first = g.iloc[0]
+        if g["value"].isna().all() and g["note"].map(_unavailable).all():
+            out.append(f"`{dataset}` ({_kind_of(first)}) is not available here, so no number is shown for it: "
+                       f"{_how(first['note'])}")
+            continue
+        ok = g[g["value"].notna()]
+        if ok.empty:
+            out.append(f"On `{dataset}` ({_kind_of(first)}) no metric has a τ: {first['note'] or 'no value'}.")
+            continue
+        hi, lo = ok.loc[ok["value"].idxmax()], ok.loc[ok["value"].idxmin()]
+        blind = ok[ok["model"] == "blind"]
+        extra = (f"; the text-only `{blind.iloc[0]['label']}` {_tau_ci(blind.iloc[0])}" if len(blind)
+                 and blind.index[0] not in (hi.name, lo.name) else "")
+        na = len(g) - len(ok)
+        missing = f"; {na} metric{'s have' if na != 1 else ' has'} no value here (see the notes)" if na else ""
+        out.append(f"On `{dataset}` ({_kind_of(first)}; τ{first['variant']} × 100 over {int(hi['n_rows'])} rows of "
+                   f"{int(hi['n_images'])} images, 95% intervals clustered over images): the highest τ is "
+                   f"`{hi['label']}` at {_tau_ci(hi)} and the lowest `{lo['label']}` at {_tau_ci(lo)}{extra}{missing}.")
+        if "published" in g:
+            pub = g[g["published"].notna() & g["value"].notna()]
+            if len(pub):
+                pairs = "; ".join(f"`{p['label']}` {p['value']:.1f} here, {p['published']:.1f} published"
+                                  for _, p in pub.iterrows())
+                out.append(f"Published anchors on `{dataset}` ({pub.iloc[0]['published_source']}), beside this "
+                           f"run on the whole set: {pairs}.")
+    return out
+
+
+def realign_difference_sentences(rows: pd.DataFrame) -> list[str]:
+    """The paired comparisons (``correlation-difference`` rows): per pair and set with data, Δτ × 100 with its
+    paired interval, both τ and the Holm-corrected p with a verdict; the sets without data in one sentence; the
+    pairs that could not be compared (a missing aligned or unaligned metric) with their reason; the family."""
+    d = rows[rows["run"] == "correlation-difference"] if rows is not None and len(rows) and "run" in rows \
+        else pd.DataFrame()
+    if d.empty:
+        return ["No aligned metric was paired with its unaligned counterpart in this run, so ReCap's comparison "
+                "is not made here."]
+    out, away = [], []
+    for _, r in d.iterrows():
+        where = f"`{r['dataset']}` ({_kind_of(r)})"
+        if r["value"] == r["value"]:
+            sig = r["p_holm"] == r["p_holm"] and r["p_holm"] < ALPHA
+            verdict = (("the aligned metric correlates higher" if r["value"] > 0 else
+                        "the aligned metric correlates lower") if sig else
+                       f"no difference detected at α = {ALPHA} after Holm")
+            out.append(f"{r['label']} on {where}: Δτ × 100 = {r['value']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] "
+                       f"(τ {r['tau_aligned']:.1f} aligned vs {r['tau_baseline']:.1f} unaligned on the same "
+                       f"{int(r['n_rows'])} rows of {int(r['n_images'])} images), corrected {fmt_p(r['p_holm'])}: "
+                       f"{verdict}.")
+        elif _unavailable(r["note"]):
+            if r["dataset"] not in away:
+                away.append(r["dataset"])
+        else:
+            out.append(f"{r['label']} on {where}: {r['note'] or 'not compared'}.")
+    if away:
+        out.append(f"On {names_list(away)} the paired comparisons are not made: their data are not on this machine "
+                   "(the judgement-set table says how to provide them).")
+    n = int(d["p"].notna().sum())
+    if n:
+        out.append(f"Each Δτ interval is a paired percentile bootstrap clustered over images (images resampled once, "
+                   f"both τ on the same resample); p is the two-sided bootstrap p of Δτ = 0, Holm-corrected over the "
+                   f"family of {n} comparison{'s' if n != 1 else ''} (pairs × judgement sets with data).")
+    return out
+
+
+def realign_claim_sentences(rows: pd.DataFrame) -> list[str]:
+    """ReCap's claim "aligned metrics correlate better with human judgement", from the paired rows: holds / does
+    not hold on each human set with data, or not testable here without one; what the rule-made sets add."""
+    d = rows[rows["run"] == "correlation-difference"] if rows is not None and len(rows) and "run" in rows \
+        else pd.DataFrame()
+    done = d[d["value"].notna()] if len(d) else d
+    human = done[done["judgement_kind"] == "human"] if len(done) else done
+    rule = done[done["judgement_kind"] == "rule-made"] if len(done) else done
+
+    def tally(g) -> str:
+        up = int(((g["p_holm"] < ALPHA) & (g["value"] > 0)).sum())
+        down = int(((g["p_holm"] < ALPHA) & (g["value"] < 0)).sum())
+        return (f"{up} of {len(g)} comparison{'s' if len(g) != 1 else ''} significantly higher for the aligned "
+                f"metric and {down} significantly lower (Holm, α = {ALPHA})")
+
+    if len(human):
+        verdict = ("holds here" if ((human["p_holm"] < ALPHA) & (human["value"] > 0)).all() else
+                   "does not hold here" if not ((human["p_holm"] < ALPHA) & (human["value"] > 0)).any() else
+                   "holds on some human sets only")
+        out = [f"ReCap's claim that the aligned metrics correlate better with human judgement {verdict}: "
+               f"{tally(human)} on {names_list(list(dict.fromkeys(human['dataset'])))}."]
+    else:
+        out = ["ReCap's claim that the aligned metrics correlate better with human judgement is not testable here: "
+               "no human judgement set has data on this machine."]
+    if len(rule):
+        out.append(f"On the rule-made sets ({names_list(list(dict.fromkeys(rule['dataset'])))}; rule-made, not human "
+                   f"judgements) {tally(rule)}: evidence about ordering rule-made caption corruptions, not about "
+                   "human judgement.")
+    return out
+
+
+def realign_noise_sentences(rows: pd.DataFrame) -> list[str]:
+    """Per metric of the ``noise-robustness`` rows: τ × 100 clean and at the largest σ of each noise kind, and
+    the mean score of the true captions (top rung) at both; where the embedding noise entered."""
+    from analysis.correlation import STAGE_TEXT
+
+    n = rows[rows["run"] == "noise-robustness"] if rows is not None and len(rows) and "run" in rows \
+        else pd.DataFrame()
+    if n.empty:
+        return ["No noise-robustness sweep was run."]
+    out = []
+    for (metric, label), g in n.groupby(["metric", "label"], sort=False):
+        parts = []
+        for noise, h in g.groupby("noise", sort=False):
+            h = h[h["value"].notna()].sort_values("sigma")
+            if len(h) < 2:
+                continue
+            a, b = h.iloc[0], h.iloc[-1]
+            parts.append(f"under {noise} noise τ × 100 goes from {_tau_ci(a)} at σ = {a['sigma']:g} to {_tau_ci(b)} "
+                         f"at σ = {b['sigma']:g} (true captions' mean score {a['top_mean']:.2f} → {b['top_mean']:.2f})")
+        if parts:
+            out.append(f"`{label}` on `{g.iloc[0]['dataset']}` ({_kind_of(g.iloc[0])}): " + "; ".join(parts) + ".")
+        else:
+            out.append(f"`{label}`: no noise result ({g.iloc[0]['note'] or 'no value'}).")
+    stages = [s for s in dict.fromkeys(n.get("embedding_stage", pd.Series(dtype=str)).dropna()) if s]
+    if stages:
+        same = (", so an aligned metric and its unaligned counterpart receive the same perturbed encoder output"
+                if stages == ["encoder"] else "")
+        out.append("Embedding noise was added " + " and ".join(STAGE_TEXT.get(s, s) for s in stages) + same + ".")
+    return out
+
+
+def realign_metrics_sentences(rows: pd.DataFrame) -> list[str]:
+    """Every sentence of the Realignment metrics page, from its rows."""
+    return (realign_tau_sentences(rows) + realign_difference_sentences(rows) + realign_claim_sentences(rows)
+            + realign_noise_sentences(rows))
+
+
+def realignment_change_sentences(rows: pd.DataFrame) -> list[str]:
+    """The whole family of paired before/after tests (every map, z-scoring, setting, direction and k; in-domain
+    and transfer pooled): how many are significant after Holm's correction, and each of them, gains and
+    losses alike (the retrieval sentences name only the best map)."""
+    c = rows[(rows["stage"] == "change") & rows["fold"].astype(str).isin(["", "pooled"])] \
+        if rows is not None and len(rows) and "stage" in rows else pd.DataFrame()
+    if c.empty:
+        return ["No paired before/after test of retrieval is in these rows."]
+    m = len(c)
+    sig = c[c["p_holm"].notna() & (c["p_holm"] < ALPHA)]
+    scope = (f"{m} paired tests of a change in R@k (every map and setting, both directions; exact McNemar, "
+             "Holm-corrected over all of them)")
+    if sig.empty:
+        return [f"None of the {m} paired tests of a change in R@k (every map and setting, both directions; exact "
+                f"McNemar, Holm-corrected over all of them) is significant at α = {ALPHA}: no map changes "
+                "retrieval detectably here."]
+    names = {"i2t": "image→text", "t2i": "text→image"}
+    items = []
+    for _, r in sig.sort_values("value", kind="stable").iterrows():
+        d, k = str(r["metric"]).split("_R@")
+        items.append(f"`{_map_label(r['method'], r['standardize'])}` {r['setting']} {names.get(d, d)} R@{k} "
+                     f"{r['value']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] (corrected {fmt_p(r['p_holm'])})")
+    gains, losses = int((sig["value"] > 0).sum()), int((sig["value"] < 0).sum())
+    return [f"Of the {scope}, {len(sig)} {'is' if len(sig) == 1 else 'are'} significant at α = {ALPHA}: "
+            f"{gains} gain{'s' if gains != 1 else ''} and {losses} loss{'es' if losses != 1 else ''}: "
+            + "; ".join(items) + "."]
+
+
+def realign_findings_sentences(verdicts: pd.DataFrame) -> list[str]:
+    """One sentence per ReCap claim of the Realignment findings page: how many of its settings hold, do not hold
+    here, are inconclusive or not testable offline, naming them; says so when no verdict was computed."""
+    if verdicts is None or verdicts.empty:
+        return ["No verdict was computed: none of the Realignment pages' tables was found in this run."]
+    out = []
+    for claim, g in verdicts.groupby("claim", sort=False):
+        parts = []
+        for verdict in ("holds", "does not hold here", "inconclusive", "not testable offline"):
+            h = g[g["verdict"] == verdict]
+            if len(h):
+                where = ", ".join(s for s in h["setting"] if s)
+                parts.append(f"**{verdict}**" + (f" ({where})" if where else ""))
+        source = g["source_of_claim"].iloc[0]
+        out.append(f"“{claim}” ({source}): " + "; ".join(parts) + ".")
+    missing = verdicts[verdicts["reason"].str.contains("has not been run", na=False)]
+    if len(missing):
+        out.append("Not run in this build: " + ", ".join(sorted(set(missing["page"])))
+                   + " (their claims are marked not testable until the page runs).")
+    return out

@@ -231,6 +231,11 @@ DATASETS = Registry("dataset", [
           "Composited scenes like stamp-scenes, made only from held-out (test-split) Tux Paint stamps; all items test",
           {"source": "embedded", "licence": "GPL-2.0 (derived from the stamps)", "origin": "made here from tuxpaint-stamps",
            "eval_split": "test", "heldout": "unseen stamps"}),
+    Entry("stamp-scenes-scst", "analysis.data.scenes:load_scst",
+          "Fresh composited scenes of train-split stamps (another render seed), object sets on the train side of "
+          "stamp-scenes only; no scorer or captioner trained on them; the probe's SCST images",
+          {"source": "embedded", "licence": "GPL-2.0 (derived from the stamps)", "origin": "made here from tuxpaint-stamps",
+           "eval_split": "none", "heldout": "training images only (all train)"}),
     Entry("sample-photos", "analysis.data.samples:load",
           "14 photos shipped in scikit-image / scikit-learn / matplotlib wheels; captions written for this study",
           {"source": "embedded", "licence": "see each image (BSD/PD)", "origin": "pip wheels",
@@ -333,6 +338,16 @@ METRICS = Registry("metric", [
     Entry("refclip-s:", "analysis.metrics:ref_clip_score",
           "RefCLIP-S: harmonic mean of CLIP-S and the best reference cosine, over a dual-encoder scorer",
           {"source": "clipscore definition", "images": True, "form": "refclip-s:<dual-encoder scorer name>"}),
+    Entry("aclip-s:", "analysis.metrics:aligned_clip_score",
+          "aCLIP-S (ReCap, the study's reading): CLIP-S with the image embedding replaced by the aligned one; "
+          "map fitted on the scorer's training pairs (setting='in-domain', COCO for published weights) or the "
+          "GCompris photos (setting='transfer'), never on the evaluated pairs",
+          {"source": "ReCap aligned CLIP-S (this study's reading)", "images": True,
+           "form": "aclip-s:<dual-encoder scorer name>", "kwargs": "setting, method, standardize"}),
+    Entry("refaclip-s:", "analysis.metrics:ref_aligned_clip_score",
+          "RefaCLIP-S: RefCLIP-S with aCLIP-S in place of CLIP-S (map as aclip-s:)",
+          {"source": "ReCap aligned CLIP-S (this study's reading)", "images": True,
+           "form": "refaclip-s:<dual-encoder scorer name>", "kwargs": "setting, method, standardize"}),
     Entry("score:", "analysis.metrics:scorer_score", "any scorer as a metric: the mean of its per-pair scores",
           {"source": "the scorer", "images": True, "form": "score:<scorer name>"}),
 ])
@@ -367,6 +382,26 @@ NOTEBOOKS = Registry("notebook", [
     Entry("probe-findings", "analysis.probe:run_findings",
           "The probe, findings: F1-F3 as tests per scorer family with blind beside each, computed verdicts",
           {"template": "book/notebooks/probe_findings.ipynb", "part": "The probe"}),
+    # Realignment (ReCap, Paischer et al.): the closed-form map, its speed, the captions and the aligned metrics
+    Entry("realign-method", "analysis.realignment:run_diagnostics",
+          "Realignment, method: closed-form maps of clip-mini's image side, modality gap and retrieval before/after, "
+          "in-domain and transfer, the data-fraction sweep",
+          {"template": "book/notebooks/realign_method.ipynb", "part": "Realignment"}),
+    Entry("realign-speed", "analysis.mappers:run_speed_page",
+          "Realignment, speed: the closed-form fit against gradient-trained linear and MLP mappers and the XE "
+          "captioner, on the same pairs",
+          {"template": "book/notebooks/realign_speed.ipynb", "part": "Realignment"}),
+    Entry("realign-captions", "analysis.captioning.retrieval:run_captions",
+          "Realignment, captions: retrieval-augmented captioning with the aligned map, against nearest-neighbour "
+          "captions, unaligned retrieval and the probe's XE captioner",
+          {"template": "book/notebooks/realign_captions.ipynb", "part": "Realignment"}),
+    Entry("realign-metrics", "analysis.correlation:run_metrics_page",
+          "Realignment, metrics: aCLIP-S and RefaCLIP-S against the other metrics on rule-made judgement sets "
+          "(and the human sets for a user with the data), noise robustness",
+          {"template": "book/notebooks/realign_metrics.ipynb", "part": "Realignment"}),
+    Entry("realign-findings", "analysis.realignment:run_findings",
+          "Realignment, findings: a computed verdict for each ReCap claim tested here",
+          {"template": "book/notebooks/realign_findings.ipynb", "part": "Realignment"}),
     Entry("reproducibility", "analysis.provenance:run_provenance",
           "Reproducibility: package versions, data package versions and hashes, seeds, cache entries",
           {"template": "book/notebooks/reproducibility.ipynb", "part": "Reproducibility"}),

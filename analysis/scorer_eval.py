@@ -68,6 +68,9 @@ def eval_split(name: str) -> str:
 def heldout(name: str, smoke: bool, max_items: int | None = None):
     """The evaluation items of dataset ``name`` (see :func:`eval_split`), at most ``max_items`` of them."""
     split = eval_split(name)
+    if split == "none":
+        raise ValueError(f"dataset {name!r} is training data only (registry eval_split 'none'): evaluate the scorers "
+                         "on a held-out set such as stamp-scenes or stamp-scenes-unseen")
     return registry.get_dataset(name, split=None if split == "all" else split,
                                 limit=SMOKE_ITEMS if smoke else max_items)
 

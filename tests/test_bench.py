@@ -54,3 +54,19 @@ def test_bench_measures_compares_each_measure_with_its_reference():
     assert ppl["equal_ok"] is True and ppl["max_abs_diff"] <= 1e-3 and ppl["captions"] == 16
     assert gram["metric"] == "grammar detector" and gram["reference_caps_per_s"] > 0
     assert met["call_s_1"] > 0 and met["call_s_corpus"] > 0 and met["captions"] == 20
+
+
+def test_bench_alignment_reports_fit_ratios_at_equal_results():
+    """Smoke size: every fitter is timed against the bare XᵀY + SVD of the same run, OLS equals numpy's lstsq
+    and Procrustes equals scipy's (float32, relative 1e-4), and the ratios and the child's peak memory are
+    reported (the time targets themselves are not asserted: 5k x 64 fits take about a millisecond)."""
+    rows = bench.bench_alignment(smoke=True)
+    by = {r["what"]: r for r in rows}
+    assert {"bare XᵀY + SVD (reference)", "procrustes", "lstsq (normal equations)", "numpy.linalg.lstsq",
+            "ridge (alpha 1)", "robust-procrustes (5 rounds)"} <= set(by)
+    ratios = next(r for r in rows if r["what"].startswith("ratios (5000 x 64"))
+    assert ratios["equal_ok"] is True and ratios["ols_vs_numpy_rel_diff"] <= bench.ALIGN_EQUAL_RTOL
+    assert ratios["procrustes_over_bare"] > 0 and ratios["ols_over_procrustes"] > 0
+    assert isinstance(ratios["procrustes_ok"], bool) and isinstance(ratios["ols_ok"], bool)
+    assert by["procrustes"]["w_error"] < 0.2  # the synthetic rotation is recovered
+    assert by["peak memory of the alignment child"]["peak_mb"] > by["peak memory of the alignment child"]["data_mb"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis import registry
+from analysis import cache, registry
 from analysis.data import base, debian, gcompris, perturbations, scenes, tuxpaint
 from analysis.data.base import DataUnavailable, Item, make_dataset
 from analysis.datacards import load_with_fallback
@@ -218,7 +218,9 @@ def test_registry_labels_what_is_held_out():
     assert meta["stamp-scenes-unseen"]["heldout"] == "unseen stamps"
     assert meta["tuxpaint-stamps"]["heldout"] == "held-out stamps, no caption shared with training"
     assert all(m["eval_split"] == "test" for m in meta.values())
-    assert {registry.DATASETS.entry(n).meta["eval_split"] for n in registry.DATASETS.names()} <= {"test", "all"}
+    assert {registry.DATASETS.entry(n).meta["eval_split"] for n in registry.DATASETS.names()} <= {"test", "all", "none"}
+    assert [n for n in registry.DATASETS.names() if registry.DATASETS.entry(n).meta["eval_split"] == "none"] == [
+        "stamp-scenes-scst"]
 
 
 def test_no_held_out_scene_shares_its_object_set_with_training(sets):
@@ -227,6 +229,23 @@ def test_no_held_out_scene_shares_its_object_set_with_training(sets):
         by_split[it.split].add(scenes.object_set(it.meta["graph"]))
     assert by_split["test"] and by_split["val"]
     assert not by_split["test"] & by_split["train"] and not by_split["val"] & by_split["train"]
+
+
+def test_the_scst_scenes_are_new_images_of_training_object_sets_only(sets):
+    """The probe's SCST images: no val/test object set, no test caption, no image of stamp-scenes (by content)."""
+    fresh = registry.get_dataset("stamp-scenes-scst")
+    assert fresh.split_counts() == {"train": 742, "val": 0, "test": 0}
+    held = collections.defaultdict(set)
+    for it in sets["stamp-scenes"]:
+        held[it.split].add(scenes.object_set(it.meta["graph"]))
+    fresh_sets = {scenes.object_set(it.meta["graph"]) for it in fresh}
+    assert not fresh_sets & (held["val"] | held["test"]) and fresh_sets & held["train"]
+    test_caps = _norm(c for n in sets for it in sets[n] if it.split == "test" for c in it.captions)
+    assert not _norm(c for it in fresh for c in it.captions) & test_caps
+    digests = {cache.file_sha256(it.path) for it in sets["stamp-scenes"]}
+    assert not {cache.file_sha256(it.path) for it in fresh} & digests
+    with pytest.raises(ValueError, match="equals stamp-scenes' seed"):
+        scenes.load_scst(seed=0)
 
 
 def test_scene_split_depends_only_on_the_object_set():

@@ -4,10 +4,12 @@ import importlib
 
 import pytest
 
-MODULES = ["analysis.metrics", "analysis.cider", "analysis.linguistics", "analysis.scene_parse", "analysis.registry", "analysis.parameters",
+MODULES = ["analysis.alignment", "analysis.correlation", "analysis.metrics", "analysis.cider", "analysis.linguistics",
+           "analysis.scene_parse", "analysis.registry", "analysis.parameters",
            "analysis.grammar", "analysis.fluency", "analysis.wordnet", "analysis.measures",
            "analysis.grounding", "analysis.humaneval", "analysis.captioning.model", "analysis.captioning.xe",
-           "analysis.captioning.scst", "analysis.probe", "analysis.findings"]
+           "analysis.captioning.scst", "analysis.captioning.retrieval", "analysis.mappers", "analysis.probe", "analysis.findings",
+           "analysis.realignment"]
 
 
 @pytest.mark.parametrize("name", MODULES)

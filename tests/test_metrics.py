@@ -49,6 +49,35 @@ def test_ngram_metrics_equal_pycocoevalcap_called_directly(name, ngram_scores):
         assert corpus == pytest.approx(per.mean())
 
 
+def test_one_meteor_jvm_per_process_gives_fresh_jvm_numbers(ngram_scores):
+    """The METEOR JVM is kept for the process: a second, different call through it equals a fresh JVM, and a JVM
+    that has exited is replaced."""
+    if not metrics.java_available():
+        pytest.skip("METEOR needs Java")
+    first = metrics.meteor_process()
+    other = {"1": ["a dog on the grass"], "2": ["an apple"], "3": ["two boats on a lake"]}
+    reused = registry.get_metric("meteor").compute_score(GTS, other)
+    assert metrics.meteor_process() is first
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tok = PTBTokenizer()
+    g = tok.tokenize({k: [{"caption": c} for c in v] for k, v in GTS.items()})
+    r = tok.tokenize({k: [{"caption": c} for c in v] for k, v in other.items()})
+    fresh = Meteor().compute_score(g, r)
+    assert reused[0] == pytest.approx(fresh[0], abs=1e-12)
+    np.testing.assert_allclose(reused[1], fresh[1], atol=1e-12)
+    first.meteor_p.kill()
+    first.meteor_p.wait()
+    assert metrics.meteor_process() is not first
+    second = metrics.meteor_process()
+    second.lock.acquire()  # a failed exchange leaves pycocoevalcap's lock held: dropping must not hang
+    metrics.drop_meteor_process()
+    assert second.meteor_p.poll() is not None and second.lock.acquire(blocking=False)
+    second.lock.release()  # the dropped object's __del__ takes this lock when it is collected
+    assert registry.get_metric("meteor").compute_score(GTS, other)[0] == pytest.approx(fresh[0], abs=1e-12)
+
+
 @pytest.mark.parametrize("bad,match", [
     ({**RES, "2": [""]}, r"id '2'.*empty"),
     ({**RES, "2": ["   "]}, r"id '2'.*empty"),

@@ -218,3 +218,16 @@ def test_data_and_reproducibility_pages_show_their_cards_and_computed_text(smoke
     assert re.search(r"The \d+ datasets hold \d+ images in all", data)
     repro = page_text(root, "reproducibility")
     assert "Built from commit" in repro and "verified" in repro and "torch" in repro
+
+
+def test_realign_findings_read_every_page_of_the_smoke_book(smoke_book):
+    """The findings page of the Realignment part found the other pages' smoke tables (none is 'not run'), and its
+    rows carry no wall-time verdict (the speed verdicts are in its timings file)."""
+    root, _ = smoke_book
+    folder = root / "book" / "generated" / "results"
+    v = results.read(folder / "realign-findings")
+    assert len(v) and not v["reason"].str.contains("has not been run").any(), v[["claim", "reason"]]
+    assert {"realign-method", "realign-captions", "realign-metrics"} <= set(v["page"])
+    assert "realign-speed" not in set(v["page"])
+    timings = (folder / ("realign-findings" + results.TIMINGS_SUFFIX)).read_text()
+    assert "speed verdict" in timings and "has not been run" not in timings

@@ -185,6 +185,9 @@ def test_method_sentences_with_and_without_the_xe_rows():
     assert "2.68 M parameters" in text and "874 words" in text and "119 held-out test images, 66 of them" in text
     assert "CIDEr-D 1.00 [0.90, 1.10]" in text and "it reaches 1.50" in text and "other four the same way reaches 3.50" in text
     assert "No like-for-like" in " ".join(prose.probe_method_sentences(rows[rows.system != "references (stamp scenes)"]))
+    assert "SCST runs on" not in text  # no SCST-images row: no sentence about them
+    scst_rows = pd.concat([rows, table([{"analysis": "data", "system": "", "measure": "SCST images", "value": 742}])])
+    assert "SCST runs on 742 other images" in " ".join(prose.probe_method_sentences(scst_rows))
     missing = " ".join(prose.probe_method_sentences(rows[rows.system != "xe"]))
     assert "No XE summary" in missing
     few = rows.assign(n=[np.nan] * 5 + [1, 40, 40])

@@ -76,7 +76,8 @@ blind           0.02                  0.02 (text-only and image-blind: every ima
 
 so the 768 decodes of 2 priors × 4 weights × 4 scorers × 24 images take about 7 minutes (the reward's
 text side is ~70% of it); ``top_k=5`` brings that to about 4.5 minutes (0.22 / 0.29 / 0.42 / 0.01 s with
-the XE prior, 0.37 / 0.72 / 0.67 / 0.01 s with SmolLM2).
+the XE prior, 0.37 / 0.72 / 0.67 / 0.01 s with SmolLM2). The probe's decoding page decodes 16 images (its
+``n_images`` default) to keep the probe part within its 25-minute budget: about 3 minutes.
 
 **Scale of the weight.** ``LP`` is about −2 to −3 nats per word, while the rewards differ between
 candidates by a few hundredths (clip-mini cosines) to a few units (ITM logits): with ``length_norm = 0``

@@ -438,6 +438,17 @@ class Reward:
         self.seconds += time.perf_counter() - t0
         return out
 
+    def clear_text_cache(self) -> "Reward":
+        """Forget every term's cached text-side features, so the next call computes its captions' features in
+        batches made of that call's captions only. A caption's features can differ in the last float bits with
+        the batch it was first computed in (padding lengths, matrix shapes), so a table that must not depend on
+        what was scored before in the process clears the cache first. Returns the reward."""
+        for _, term in self.terms:
+            cache = getattr(term, "text_cache", None)
+            if cache is not None:
+                cache.clear()
+        return self
+
     def term_stats(self) -> list[dict]:
         """Running mean and standard deviation of each term's values over the captions scored so far."""
         n = max(self.captions, 1)

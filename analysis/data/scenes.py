@@ -17,6 +17,12 @@ Two datasets are rendered this way:
   objects occurs in training (held out: seen stamps, new combinations).
 * ``stamp-scenes-unseen``: cut-outs only from the *test*-split stamps whose names are
   not in the training pool; every item is ``test`` (held out: unseen stamps).
+* ``stamp-scenes-scst``: fresh scenes of the same training pool rendered with another seed
+  (:data:`SCST_SEED`), keeping only those whose object set lies on the **train** side of
+  ``stamp-scenes``' split (seed 0): images that no stand-in scorer and no captioner was trained on, with no
+  val or test object set. Every item is ``train``. The probe's SCST runs on them, so a reward is optimised
+  on images its scorer has not memorised (on the scorers' own training images the XE captioner already
+  writes near-copies of the references and the clip-mini reward had nothing left to teach).
 
 The provenance ``pool`` of each is the object names its scenes are drawn from (the
 replacement names of :func:`analysis.data.perturbations.perturb`; the hard negatives
@@ -185,6 +191,22 @@ def load(split: str | None = None, limit: int | None = None, n_scenes: int = 600
     folder, index, src = _render_set("stamp-scenes", training_pool(), n_scenes, seed, "scene")
     return _dataset("stamp-scenes", folder, index, src, lambda g: scene_split(g, seed), split, limit, seed,
                     n_scenes, "train-split stamps")
+
+
+SCST_SEED = 7  # the render seed of ``stamp-scenes-scst`` (any seed other than stamp-scenes' 0)
+
+
+def load_scst(split: str | None = None, limit: int | None = None, n_scenes: int = 900, seed: int = SCST_SEED,
+              split_seed: int = 0):
+    """The ``stamp-scenes-scst`` dataset: :func:`build_scenes` of :func:`training_pool` with render seed
+    ``seed``, keeping the scenes with ``scene_split(graph, split_seed) == "train"``; every item is ``train``."""
+    if seed == split_seed:
+        raise ValueError(f"stamp-scenes-scst: render seed {seed} equals stamp-scenes' seed {split_seed}, so its "
+                         "images would be stamp-scenes' own; pick another seed")
+    folder, index, src = _render_set("stamp-scenes-scst", training_pool(), n_scenes, seed, "scst")
+    index = {**index, "scenes": [s for s in index["scenes"] if scene_split(s["graph"], split_seed) == "train"]}
+    return _dataset("stamp-scenes-scst", folder, index, src, lambda g: "train", split, limit, seed, n_scenes,
+                    "train-split stamps, object sets on the train side of stamp-scenes")
 
 
 def load_unseen(split: str | None = None, limit: int | None = None, n_scenes: int = 120, seed: int = 0):
