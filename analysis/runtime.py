@@ -14,6 +14,7 @@ import importlib
 import os
 import random
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 PLUGINS_ENV = "STUDY_PLUGINS"
@@ -116,3 +117,17 @@ def device() -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:  # pragma: no cover
         return "cpu"
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op CPU threads, restoring the previous count afterwards (results of
+    CPU kernels are deterministic for a fixed thread count)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -66,13 +66,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from analysis.runtime import torch_threads
 
 CODE_VERSION = 1  # part of every cache key here: bump when prompts, post-processing or generation change
 DATASTORE_KIND = "recap-datastore"
@@ -400,18 +401,6 @@ class Decoding:
         return {**kw, "do_sample": False, "num_beams": self.num_beams}
 
 
-@contextmanager
-def _threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def prompt_seed(seed: int, model_input: str) -> int:
     """The sampling seed of one prompt: the first 8 hex digits of ``sha256(f"{seed}:{model_input}")``.
 
@@ -458,7 +447,7 @@ class HFGenerator:
         extra = {}
         if decoding.stop_at_sentence_end:
             extra = {"stop_strings": list(STOP_STRINGS), "tokenizer": self.tokenizer}
-        with _threads(THREADS), torch.inference_mode():
+        with torch_threads(THREADS), torch.inference_mode():
             out = self.model.generate(**x, pad_token_id=self._pad_id(), **decoding.generate_kwargs(), **extra)
         if self.kind == "causal":
             out = out[:, x["input_ids"].shape[1]:]
