@@ -329,7 +329,8 @@ class LMPrior:
         tokens run together, feeding only the uncovered tokens."""
         import torch
 
-        from analysis.fluency import THREADS, _threads
+        from analysis.fluency import THREADS
+        from analysis.runtime import torch_threads
 
         seqs = [self.prompt + list(s.ids) for s in states]
         groups: dict[int, list[int]] = {}
@@ -338,7 +339,7 @@ class LMPrior:
             groups.setdefault(covered if kv is not None else 0, []).append(j)
         lp = [None] * len(states)
         kvs = [None] * len(states)
-        with _threads(THREADS), torch.inference_mode():
+        with torch_threads(THREADS), torch.inference_mode():
             for covered, rows in groups.items():
                 x = torch.tensor([seqs[j][covered:] for j in rows], dtype=torch.long, device=self.device)
                 kw = {}
