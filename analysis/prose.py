@@ -810,7 +810,7 @@ def realignment_gap_sentences(rows: pd.DataFrame) -> list[str]:
 def _change_verdict(c) -> str:
     if c is None:
         return "no paired test in these rows"
-    sig = c["p_holm"] == c["p_holm"] and c["p_holm"] < ALPHA
+    sig = c["p_holm"] == c["p_holm"] and c["p_holm"] <= ALPHA
     word = ("a significant gain" if c["value"] > 0 else "a significant loss") if sig else \
         "not distinguishable from no change"
     return (f"change {c['value']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], corrected {fmt_p(c['p_holm'])}: "
@@ -960,7 +960,7 @@ def recap_setup_sentences(rows: pd.DataFrame) -> list[str]:
 
 def _recap_diff_sentence(g: pd.DataFrame, a: str, b: str, question: str) -> str:
     n = int(g["n"].max()) if "n" in g and g["n"].notna().any() else 0
-    sig = g[g["p_holm"].notna() & (g["p_holm"] < ALPHA)]
+    sig = g[g["p_holm"].notna() & (g["p_holm"] <= ALPHA)]
     up = [f"{recap_metric_label(r['metric'])} {r['value']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
           for _, r in sig.iterrows() if r["value"] > 0]
     down = [f"{recap_metric_label(r['metric'])} {r['value']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
@@ -1345,7 +1345,7 @@ def realign_difference_sentences(rows: pd.DataFrame) -> list[str]:
     for _, r in d.iterrows():
         where = f"`{r['dataset']}` ({_kind_of(r)})"
         if r["value"] == r["value"]:
-            sig = r["p_holm"] == r["p_holm"] and r["p_holm"] < ALPHA
+            sig = r["p_holm"] == r["p_holm"] and r["p_holm"] <= ALPHA
             verdict = (("the aligned metric correlates higher" if r["value"] > 0 else
                         "the aligned metric correlates lower") if sig else
                        f"no difference detected at α = {ALPHA} after Holm")
@@ -1379,14 +1379,14 @@ def realign_claim_sentences(rows: pd.DataFrame) -> list[str]:
     rule = done[done["judgement_kind"] == "rule-made"] if len(done) else done
 
     def tally(g) -> str:
-        up = int(((g["p_holm"] < ALPHA) & (g["value"] > 0)).sum())
-        down = int(((g["p_holm"] < ALPHA) & (g["value"] < 0)).sum())
+        up = int(((g["p_holm"] <= ALPHA) & (g["value"] > 0)).sum())
+        down = int(((g["p_holm"] <= ALPHA) & (g["value"] < 0)).sum())
         return (f"{up} of {len(g)} comparison{'s' if len(g) != 1 else ''} significantly higher for the aligned "
                 f"metric and {down} significantly lower (Holm, α = {ALPHA})")
 
     if len(human):
-        verdict = ("holds here" if ((human["p_holm"] < ALPHA) & (human["value"] > 0)).all() else
-                   "does not hold here" if not ((human["p_holm"] < ALPHA) & (human["value"] > 0)).any() else
+        verdict = ("holds here" if ((human["p_holm"] <= ALPHA) & (human["value"] > 0)).all() else
+                   "does not hold here" if not ((human["p_holm"] <= ALPHA) & (human["value"] > 0)).any() else
                    "holds on some human sets only")
         out = [f"ReCap's claim that the aligned metrics correlate better with human judgement {verdict}: "
                f"{tally(human)} on {names_list(list(dict.fromkeys(human['dataset'])))}."]
@@ -1446,7 +1446,7 @@ def realignment_change_sentences(rows: pd.DataFrame) -> list[str]:
     if c.empty:
         return ["No paired before/after test of retrieval is in these rows."]
     m = len(c)
-    sig = c[c["p_holm"].notna() & (c["p_holm"] < ALPHA)]
+    sig = c[c["p_holm"].notna() & (c["p_holm"] <= ALPHA)]
     scope = (f"{m} paired tests of a change in R@k (every map and setting, both directions; exact McNemar, "
              "Holm-corrected over all of them)")
     if sig.empty:

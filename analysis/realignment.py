@@ -897,13 +897,13 @@ def _missing(claim: str, source: str, page: str, setting: str = "") -> dict:
 
 
 def _significant(value, p_holm, sign: int) -> bool:
-    return bool(np.isfinite(value) and np.isfinite(p_holm) and p_holm < ALPHA and np.sign(value) == sign)
+    return bool(np.isfinite(value) and np.isfinite(p_holm) and p_holm <= ALPHA and np.sign(value) == sign)
 
 
 def alignment_verdicts(method_rows: pd.DataFrame | None) -> list[dict]:
     """Per setting, "a closed-form (Procrustes) map aligns the image side with the text side": **holds** when the
     map's image→text R@1 change (after − before on the same queries, the method page's paired bootstrap interval
-    and exact McNemar p) is positive with p < :data:`ALPHA` after Holm over the settings tested (this primary
+    and exact McNemar p) is positive with p ≤ :data:`ALPHA` after Holm over the settings tested (this primary
     test was fixed in advance: plain Procrustes, image→text, R@1; the method page's 64-test family is
     descriptive); **does not hold here** otherwise (no detectable gain, or a significant loss). The
     reason gives the centroid distance before → after as well: a gap can narrow without retrieval improving."""
@@ -989,7 +989,7 @@ def caption_verdicts(caption_rows: pd.DataFrame | None) -> list[dict]:
     here, since retrieval maximised them by construction):
 
     * "aligned retrieval makes better captions than unaligned retrieval" (the contrast ``recap − lm``):
-      **holds** if positive with Holm p < :data:`ALPHA`, else **does not hold here**;
+      **holds** if positive with Holm p ≤ :data:`ALPHA`, else **does not hold here**;
     * "retrieval-augmented captioning matches a lightweight captioner trained on the data" (``recap − xe``, the
       probe's XE captioner; ReCap's own comparison is with published captioners on COCO): **does not hold
       here** when recap is significantly lower, **holds** never on this test alone (it would need an equivalence
@@ -1033,7 +1033,7 @@ def metric_verdicts(metric_rows: pd.DataFrame | None) -> list[dict]:
     """ReCap's "aligned metrics correlate better with human judgement" (abstract [V]): per judgement set, the
     paired difference τ(aCLIP-S) − τ(CLIP-S) and τ(RefaCLIP-S) − τ(RefCLIP-S) on the same rows (the metrics
     page's clustered paired bootstrap, Holm over its family). Per (pair, set): **holds** when positive with Holm
-    p < :data:`ALPHA`, **does not hold here** otherwise; a human set without the user's data is **not testable
+    p ≤ :data:`ALPHA`, **does not hold here** otherwise; a human set without the user's data is **not testable
     offline**. On the rule-made sets the claim is tested against rule-made judgements only, never human ones:
     the setting says so."""
     claim, source = "aligned metrics correlate better with judgements", "ReCap abstract [V]"
