@@ -1,4 +1,4 @@
-"""Command line of the study: ``python -m analysis {list,fetch,run,book,all,bench}``.
+"""Command line of the study: ``python -m analysis {list,fetch,run,book,check,all,bench}``.
 
 Examples::
 
@@ -10,6 +10,7 @@ Examples::
     python -m analysis run --smoke                # every notebook at smoke size (never the book's pages)
     python -m analysis all                        # every notebook, then the book
     python -m analysis all --smoke                # a smoke book in _build/smoke-root (the real pages stay)
+    python -m analysis check --root _build/smoke-root   # that book in headless Chromium: links, a11y, search
     python -m analysis bench scorers              # throughput and wrapper overhead
 
 Training progress in the notebook kernels is echoed to this terminal when stderr is a
@@ -140,7 +141,39 @@ def cmd_book(args, *, root: Path | None = None, allow_smoke: bool | None = None)
     rc = build_book(root, allow_smoke=args.allow_smoke if allow_smoke is None else allow_smoke)
     if rc == 0:
         print(f"book built: {root / '_build' / 'html' / 'index.html'}")
+    if rc == 0 and getattr(args, "pdf", False):
+        rc = _book_pdf(root)
+    if rc == 0 and getattr(args, "check", False):
+        rc = cmd_check(args, root=root)
     return rc
+
+
+def cmd_check(args, *, root: Path | None = None) -> int:
+    """The built book in headless Chromium (analysis.browser.check_book): prints the report; 1 on any problem."""
+    from analysis import browser
+
+    root = Path(root or args.root or ROOT)
+    try:
+        report = browser.check_book(root, screenshots=not getattr(args, "no_screenshots", False))
+    except (browser.BrowserUnavailable, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 1 if report.problems() else 0
+
+
+def _book_pdf(root: Path) -> int:
+    """``book --pdf``: every built page printed by headless Chromium in TOC order, merged (analysis.pdf)."""
+    from analysis.pdf import PdfError, make_pdf
+
+    try:
+        made = make_pdf(root)
+    except PdfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"book PDF: {made.path} ({made.pdf_pages} PDF pages from {len(made.pages)} book pages, "
+          f"{made.seconds:.1f} s)")
+    return 0
 
 
 def cmd_all(args) -> int:
@@ -222,7 +255,20 @@ def parser() -> argparse.ArgumentParser:
                               "warns when the Reproducibility page is older than the chapters.")
     s.add_argument("--root", default=None, help="book root (default: the repository)")
     s.add_argument("--allow-smoke", action="store_true", help="build even if pages were executed with smoke=True")
+    s.add_argument("--pdf", action="store_true",
+                   help="then print every page in TOC order with headless Chromium into _build/pdf/book.pdf "
+                        "(one PDF with a bookmark per page)")
+    s.add_argument("--check", action="store_true", help="then check the built book in headless Chromium (see 'check')")
     s.set_defaults(fn=cmd_book)
+
+    s = sub.add_parser("check", help="check the built book in headless Chromium: console errors, images, math, "
+                                     "links, accessibility (axe-core), offline search; full-page screenshots",
+                       epilog="Exit 1 when any page has a problem; serious/critical axe-core violations fail unless "
+                              "book/a11y-allowlist.yml accepts them with a reason. Screenshots go to "
+                              "<root>/_build/screenshots/.")
+    s.add_argument("--root", default=None, help="book root holding _build/html (default: the repository)")
+    s.add_argument("--no-screenshots", action="store_true", help="skip the full-page screenshots")
+    s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("all", help="run every notebook, then build the book", add_help=False,
                        epilog=epilog + " With --smoke and no --root, a separate book is staged in _build/smoke-root.")

@@ -72,8 +72,8 @@ def document_frequencies(ref_sets: Iterable[Sequence[str]], n: int = 4) -> tuple
         seen: set = set()
         for ref in refs:
             seen.update(ngram_counts(ref, n))
-        df.update(seen)
-        n_docs += 1
+        df.update(sorted(seen))  # sorted: the key order (the vocabulary ids, hence the order of every float sum)
+        n_docs += 1              # must not follow the set's string-hash order, which changes per process
     return dict(df), n_docs
 
 

@@ -898,18 +898,21 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- did SCST raise its own reward?
 def reward_check_rows(captions: pd.DataFrame, *, systems: Sequence[str] | None = None, baseline: str = "xe",
-                      seed: int, n_resamples: int = 2000, confidence: float = 0.95) -> pd.DataFrame:
+                      seed: int, n_resamples: int = 2000, confidence: float = 0.95,
+                      scorer_of: dict | None = None) -> pd.DataFrame:
     """Per SCST system: its own reward's score on the **test** captions minus the XE captioner's (the two-level
     bootstrap of :func:`bootstrap_diff`): ``cider_d`` for a CIDEr-D reward, ``score:<own scorer>`` otherwise (a mix
     reward by its scorer term; a probability reward by the logit, a monotone transform). ``raised`` is True when
     the interval lies above 0: only then do the system's captions show what its reward prefers beyond the
     training images. Rows: ``system, measure, value, low, high, p, n_images, seeds, raised`` (None when the
-    column or the baseline is missing)."""
+    column or the baseline is missing). ``scorer_of`` maps a system to the name of its own score column's scorer
+    (``score:<name>``) when :func:`own_scorer` would not find it (e.g. ``aclip-s:clip-mini``)."""
     systems = [s for s in (systems or dict.fromkeys(captions["system"])) if s not in (*NOT_PROBED, baseline)]
     have = set(captions["system"])
     out = []
     for s in systems:
-        col = "cider_d" if own_scorer(s) in ("cider-d", "cider-d-fast") else f"score:{own_scorer(s)}"
+        sc = (scorer_of or {}).get(s) or own_scorer(s)
+        col = "cider_d" if sc in ("cider-d", "cider-d-fast") else f"score:{sc}"
         row = {"analysis": "reward raised", "system": s, "measure": col, "baseline": baseline}
         if col not in captions or baseline not in have or s not in have:
             out.append({**row, "value": np.nan, "raised": None, "status": "missing"})

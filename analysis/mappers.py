@@ -2,7 +2,9 @@
 
 ReCap says its closed-form alignment is "trained up to 1000 times faster than existing lightweight methods"
 (``REFERENCE.md`` §2 [V]). :func:`run_speed` puts numbers on it in one run, on the same fitting pairs
-``(X, Y)`` (``n`` image embeddings and the embeddings of their captions) and the same held-out pairs:
+``(X, Y)`` (``n`` image embeddings and the embeddings of their captions), the same **stopping** pairs (where
+the gradient methods stop; the book page uses the val split) and the same **evaluation** pairs (where every
+approach's quality is reported; the book page uses the test split):
 
 * the closed form: :func:`analysis.alignment.fit_alignment` (``procrustes``: ``W = U Vᵀ`` from
   ``svd(XᵀY)``; ``lstsq``: ``XᵀX W = XᵀY``), timed by its own ``fit_seconds``;
@@ -14,12 +16,14 @@ ReCap says its closed-form alignment is "trained up to 1000 times faster than ex
 * (c) the probe's XE captioner (:mod:`analysis.captioning.xe`, a ClipCap-style lightweight captioner), whose
   training seconds are passed in (:func:`checkpoint_train_seconds` reads them from a checkpoint).
 
-**The stopping rule** of the gradient methods: Adam runs until the held-out image→text R@1 (cosine
-retrieval of ``mapper(x_eval)`` among ``y_eval``, :func:`evaluate_map`, checked every ``eval_every`` steps
-and once before the first step) reaches ``target_r1`` (in :func:`run_speed`: the closed-form map's own
-held-out R@1), or until ``max_seconds`` of training or ``max_epochs`` epochs, whichever comes first. The
-reported time is the training clock at the check that stopped it, so it may overshoot the true crossing by
-up to ``eval_every`` steps.
+**The stopping rule** of the gradient methods: Adam runs until the image→text R@1 **on the stopping set**
+(cosine retrieval of ``mapper(x_stop)`` among ``y_stop``, :func:`evaluate_map`, checked every ``eval_every``
+steps and once before the first step) reaches ``target_r1`` (in :func:`run_speed`: the closed-form map's own
+R@1 on the same stopping set), or until ``max_seconds`` of training or ``max_epochs`` epochs, whichever comes
+first. The reported quality is the R@1 **on the evaluation set** at that check, so no choice is made on the set
+the quality is reported on (the stopping set defaults to the evaluation set, the old behaviour, which the
+``stopping_split`` column then says). The reported time is the training clock at the check that stopped it, so
+it may overshoot the true crossing by up to ``eval_every`` steps.
 
 **What is timed, for every approach alike:** the optimisation only. The training clock covers batch
 indexing, forward, loss, backward and the Adam step (synchronised on a GPU); it excludes the held-out
@@ -57,6 +61,7 @@ GRADIENT = ("linear", "orthogonal", "mlp")  # the gradient-trained approaches ru
 APPROACH = {"linear": "adam-linear", "orthogonal": "adam-orthogonal", "mlp": "adam-mlp"}
 OWN_FORM = {"linear": "lstsq", "orthogonal": "procrustes", "mlp": None}  # the closed form of each one's form
 CAPTIONER = "xe-captioner"
+CURVE_COLUMNS = ["step", "epoch", "seconds", "loss", "r1", "t2i_r1", "eval_r1", "eval_t2i_r1", "eval_seconds"]
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -90,11 +95,14 @@ def evaluate_map(pred, y_eval, positives=None) -> tuple[float, float]:
 @dataclass(frozen=True)
 class TrainLog:
     """What a gradient-trained mapper did: ``rows`` (one per held-out check: ``step``, ``epoch``, ``seconds``
-    on the training clock, ``loss`` of the last batch (NaN before the first step), ``r1`` = i2t R@1,
-    ``t2i_r1``, ``eval_seconds`` of that check); ``train_seconds`` (the training clock when it stopped,
-    evaluation excluded), ``eval_seconds`` (all checks), ``wall_seconds`` (both, plus bookkeeping);
-    ``stopped_by`` is ``"target"``, ``"max_seconds"`` or ``"max_epochs"``; ``r1``/``t2i_r1`` are the
-    held-out values of the returned mapper."""
+    on the training clock, ``loss`` of the last batch (NaN before the first step), ``r1`` = i2t R@1 and
+    ``t2i_r1`` **on the stopping set** (what the stopping rule reads), ``eval_r1`` / ``eval_t2i_r1`` on the
+    evaluation set (the same numbers when the stopping set is the evaluation set), ``eval_seconds`` of that
+    check, both sets); ``train_seconds`` (the training clock when it stopped, evaluation excluded),
+    ``eval_seconds`` (all checks), ``wall_seconds`` (both, plus bookkeeping); ``stopped_by`` is ``"target"``,
+    ``"max_seconds"`` or ``"max_epochs"``; ``r1``/``t2i_r1`` (stopping set) and ``eval_r1``/``eval_t2i_r1``
+    (evaluation set) are the values of the returned mapper; ``separate_stop`` says whether the two sets
+    differ."""
 
     rows: tuple
     train_seconds: float
@@ -108,13 +116,15 @@ class TrainLog:
     r1: float
     t2i_r1: float
     settings: dict = field(default_factory=dict)
+    eval_r1: float = float("nan")
+    eval_t2i_r1: float = float("nan")
+    separate_stop: bool = False
 
     def frame(self):
         """``rows`` as a ``pandas.DataFrame``."""
         import pandas as pd
 
-        return pd.DataFrame(list(self.rows), columns=["step", "epoch", "seconds", "loss", "r1", "t2i_r1",
-                                                      "eval_seconds"])
+        return pd.DataFrame(list(self.rows), columns=CURVE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -141,17 +151,32 @@ class MLPMapper:
 
 
 # ----------------------------------------------------------------------------- shared machinery
-def _check(x, y, x_eval, y_eval) -> tuple[np.ndarray, ...]:
+def _check(x, y, x_eval, y_eval, names=("x_eval", "y_eval")) -> tuple[np.ndarray, ...]:
     """The four arrays as float32 matrices: checked like :func:`analysis.alignment.fit_alignment`'s inputs
-    (2-D, finite, paired row counts), with the held-out sides in the fitting sides' dimensions."""
+    (2-D, finite, paired row counts), with the held-out sides (called ``names`` in errors) in the fitting
+    sides' dimensions."""
     from analysis.alignment import _pair
 
     x, y = _pair(x, y, ("x", "y"))
-    x_eval, y_eval = _pair(x_eval, y_eval, ("x_eval", "y_eval"))
+    x_eval, y_eval = _pair(x_eval, y_eval, tuple(names))
     if x_eval.shape[1] != x.shape[1] or y_eval.shape[1] != y.shape[1]:
-        raise ValueError(f"x_eval/y_eval must have the dimensions of x/y ({x.shape[1]} and {y.shape[1]}), got "
-                         f"{x_eval.shape[1]} and {y_eval.shape[1]}; pass held-out pairs from the same encoders")
+        raise ValueError(f"{names[0]}/{names[1]} must have the dimensions of x/y ({x.shape[1]} and {y.shape[1]}), "
+                         f"got {x_eval.shape[1]} and {y_eval.shape[1]}; pass held-out pairs from the same encoders")
     return tuple(np.ascontiguousarray(a, dtype=np.float32) for a in (x, y, x_eval, y_eval))
+
+
+def _check_stop(x, y, x_stop, y_stop, stop_positives) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stopping set as float32 matrices in the fitting sides' dimensions, or None (stop on the evaluation
+    set) when neither ``x_stop`` nor ``y_stop`` is given; half a pair, or ``stop_positives`` without a stopping
+    set, is an error."""
+    if x_stop is None and y_stop is None:
+        if stop_positives is not None:
+            raise ValueError("stop_positives was given without a stopping set: pass x_stop and y_stop too (or "
+                             "leave all three out to stop on the evaluation set)")
+        return None
+    if x_stop is None or y_stop is None:
+        raise ValueError("pass both x_stop and y_stop (the stopping pairs), or neither (stop on the evaluation set)")
+    return _check(x, y, x_stop, y_stop, ("x_stop", "y_stop"))[2:]
 
 
 def _check_settings(target_r1, max_seconds, max_epochs, lr, batch_size, eval_every) -> None:
@@ -192,10 +217,12 @@ def _mse(module, xb, yb):
     return (module(xb) - yb).pow(2).sum(1).mean()
 
 
-def _fit(module, x, y, x_eval, y_eval, eval_positives, *, target_r1, max_seconds, max_epochs, lr, batch_size,
-         eval_every, seed, device, progress, desc, settings: dict) -> TrainLog:
+def _fit(module, x, y, x_eval, y_eval, eval_positives, *, stop, stop_positives, target_r1, max_seconds,
+         max_epochs, lr, batch_size, eval_every, seed, device, progress, desc, settings: dict) -> TrainLog:
     """Train ``module`` with Adam on :func:`_mse` under the stopping rule of the module docstring; the caller
-    has seeded and built ``module``. Returns its :class:`TrainLog`; ``module`` is left trained, in eval mode."""
+    has seeded and built ``module``. ``stop``: the stopping pairs ``(x_stop, y_stop)`` (checked arrays), or
+    None to stop on the evaluation pairs. Returns its :class:`TrainLog`; ``module`` is left trained, in eval
+    mode."""
     import torch
     from tqdm.auto import tqdm
 
@@ -205,6 +232,7 @@ def _fit(module, x, y, x_eval, y_eval, eval_positives, *, target_r1, max_seconds
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
     xe = torch.from_numpy(x_eval).to(dev)
+    xs = None if stop is None else torch.from_numpy(stop[0]).to(dev)
     module.to(dev)
     n = len(xt)
     batch_size = min(int(batch_size), n)
@@ -227,13 +255,15 @@ def _fit(module, x, y, x_eval, y_eval, eval_positives, *, target_r1, max_seconds
         module.eval()
         with torch.no_grad():
             pred = module(xe).float().cpu().numpy()
+            pred_stop = None if xs is None else module(xs).float().cpu().numpy()
         module.train()
-        i2t, t2i = evaluate_map(pred, y_eval, eval_positives)
+        e_i2t, e_t2i = evaluate_map(pred, y_eval, eval_positives)
+        i2t, t2i = (e_i2t, e_t2i) if stop is None else evaluate_map(pred_stop, stop[1], stop_positives)
         spent = time.perf_counter() - t
         eval_total += spent
         rows.append({"step": step, "epoch": step / per_epoch, "seconds": clock,
                      "loss": float("nan") if last_loss is None else float(last_loss), "r1": i2t, "t2i_r1": t2i,
-                     "eval_seconds": spent})
+                     "eval_r1": e_i2t, "eval_t2i_r1": e_t2i, "eval_seconds": spent})
         return target_r1 is not None and i2t >= target_r1
 
     fill = torch.utils.deterministic.fill_uninitialized_memory  # NaN-filling new tensors (seed_all's
@@ -276,29 +306,34 @@ def _fit(module, x, y, x_eval, y_eval, eval_positives, *, target_r1, max_seconds
     return TrainLog(rows=tuple(rows), train_seconds=clock, eval_seconds=eval_total,
                     wall_seconds=time.perf_counter() - wall0, steps=step, epochs=step / per_epoch,
                     stopped_by=stopped_by, target_r1=target_r1, reached_target=stopped_by == "target",
-                    r1=last["r1"], t2i_r1=last["t2i_r1"],
+                    r1=last["r1"], t2i_r1=last["t2i_r1"], eval_r1=last["eval_r1"], eval_t2i_r1=last["eval_t2i_r1"],
+                    separate_stop=stop is not None,
                     settings={"lr": lr, "batch_size": batch_size, "eval_every": int(eval_every),
                               "max_seconds": max_seconds, "max_epochs": int(max_epochs), "seed": int(seed),
-                              "device": dev.type, "n": n, "optimizer": "Adam", **settings})
+                              "device": dev.type, "n": n, "n_eval": len(x_eval),
+                              "n_stop": len(x_eval) if stop is None else len(stop[0]), "optimizer": "Adam", **settings})
 
 
 # ----------------------------------------------------------------------------- the two gradient mappers
 def train_linear_map(x, y, *, x_eval, y_eval, target_r1: float | None = None, max_seconds: float = 60.0,
                      max_epochs: int = 200, lr: float = 1e-2, batch_size: int = 256, orthogonal: bool = False,
-                     eval_every: int = EVAL_EVERY, eval_positives=None, seed: int = 0, device: str = "cpu",
-                     threads: int = SPEED_THREADS, progress: bool = True) -> tuple[np.ndarray, TrainLog]:
+                     eval_every: int = EVAL_EVERY, eval_positives=None, x_stop=None, y_stop=None,
+                     stop_positives=None, seed: int = 0, device: str = "cpu", threads: int = SPEED_THREADS,
+                     progress: bool = True) -> tuple[np.ndarray, TrainLog]:
     """A ``d_x × d_y`` linear map ``x ↦ x W`` (no bias: the closed form's shape) trained by Adam (``lr``,
     mini-batches of ``batch_size`` rows, a seeded permutation per epoch) on the closed form's objective
     ``L(W) = (1/B) Σ_{i∈batch} ‖x_i W − y_i‖²``, from PyTorch's default random initialisation of
     ``nn.Linear``. ``orthogonal=True`` constrains ``WᵀW = I`` (``WWᵀ = I`` when ``d_x > d_y``) through
     ``torch.nn.utils.parametrizations.orthogonal``: the Procrustes problem solved by gradient descent.
 
-    Stops when the held-out i2t R@1 (:func:`evaluate_map` on ``x_eval W`` vs ``y_eval``, ``eval_positives``
-    as there; checked before the first step and every ``eval_every`` steps) reaches ``target_r1``, or after
-    ``max_seconds`` of training or ``max_epochs`` epochs. Evaluation time is excluded from the training
-    clock (see the module docstring); ``threads`` CPU threads. Seeded by :func:`analysis.runtime.seed_all`
-    (identical results for a seed when the run is stopped by target or epochs; a time budget stops at a
-    machine-dependent step).
+    Stops when the i2t R@1 on the stopping pairs (:func:`evaluate_map` on ``x_stop W`` vs ``y_stop``,
+    ``stop_positives`` as there; checked before the first step and every ``eval_every`` steps) reaches
+    ``target_r1``, or after ``max_seconds`` of training or ``max_epochs`` epochs; without ``x_stop``/``y_stop``
+    the stopping pairs are the evaluation pairs ``(x_eval, y_eval)`` (``eval_positives``). Every check also
+    records the R@1 on the evaluation pairs (``log.rows``' ``eval_r1``). Evaluation time is excluded from the
+    training clock (see the module docstring); ``threads`` CPU threads. Seeded by
+    :func:`analysis.runtime.seed_all` (identical results for a seed when the run is stopped by target or
+    epochs; a time budget stops at a machine-dependent step).
 
     Returns ``(W, log)``: ``W`` as float32 NumPy ``d_x × d_y`` (the map last evaluated) and its
     :class:`TrainLog`.
@@ -308,13 +343,15 @@ def train_linear_map(x, y, *, x_eval, y_eval, target_r1: float | None = None, ma
     from analysis.runtime import seed_all
 
     x, y, x_eval, y_eval = _check(x, y, x_eval, y_eval)
+    stop = _check_stop(x, y, x_stop, y_stop, stop_positives)
     _check_settings(target_r1, max_seconds, max_epochs, lr, batch_size, eval_every)
     with thread_limit(threads):
         seed_all(seed)
         lin = torch.nn.Linear(x.shape[1], y.shape[1], bias=False)
         if orthogonal:
             lin = torch.nn.utils.parametrizations.orthogonal(lin)
-        log = _fit(lin, x, y, x_eval, y_eval, eval_positives, target_r1=target_r1, max_seconds=max_seconds,
+        log = _fit(lin, x, y, x_eval, y_eval, eval_positives, stop=stop, stop_positives=stop_positives,
+                   target_r1=target_r1, max_seconds=max_seconds,
                    max_epochs=max_epochs, lr=lr, batch_size=batch_size, eval_every=eval_every, seed=seed,
                    device=device, progress=progress,
                    desc="Adam " + ("orthogonal" if orthogonal else "linear") + " map",
@@ -326,13 +363,14 @@ def train_linear_map(x, y, *, x_eval, y_eval, target_r1: float | None = None, ma
 
 def train_mlp_mapper(x, y, *, x_eval, y_eval, hidden: int = 512, target_r1: float | None = None,
                      max_seconds: float = 60.0, max_epochs: int = 200, lr: float = 1e-3, batch_size: int = 256,
-                     eval_every: int = EVAL_EVERY, eval_positives=None, seed: int = 0, device: str = "cpu",
-                     threads: int = SPEED_THREADS, progress: bool = True) -> tuple[MLPMapper, TrainLog]:
+                     eval_every: int = EVAL_EVERY, eval_positives=None, x_stop=None, y_stop=None,
+                     stop_positives=None, seed: int = 0, device: str = "cpu", threads: int = SPEED_THREADS,
+                     progress: bool = True) -> tuple[MLPMapper, TrainLog]:
     """A two-layer MLP mapper ``f(x) = tanh(x W₁ + b₁) W₂ + b₂`` (``hidden`` units; ClipCap's MLP mapping
     network has this form, DeCap-style projectors likewise) trained by Adam on
-    ``L = (1/B) Σ_{i∈batch} ‖f(x_i) − y_i‖²``, with the same data, stopping rule, thread count and timing
-    rules as :func:`train_linear_map` (PyTorch's default initialisation, seeded by
-    :func:`analysis.runtime.seed_all`).
+    ``L = (1/B) Σ_{i∈batch} ‖f(x_i) − y_i‖²``, with the same data, stopping rule (on ``x_stop``/``y_stop``,
+    default the evaluation pairs), thread count and timing rules as :func:`train_linear_map` (PyTorch's
+    default initialisation, seeded by :func:`analysis.runtime.seed_all`).
 
     Returns ``(mapper, log)``: an :class:`MLPMapper` (NumPy weights, the mapper last evaluated) and its
     :class:`TrainLog`.
@@ -342,6 +380,7 @@ def train_mlp_mapper(x, y, *, x_eval, y_eval, hidden: int = 512, target_r1: floa
     from analysis.runtime import seed_all
 
     x, y, x_eval, y_eval = _check(x, y, x_eval, y_eval)
+    stop = _check_stop(x, y, x_stop, y_stop, stop_positives)
     _check_settings(target_r1, max_seconds, max_epochs, lr, batch_size, eval_every)
     if int(hidden) != hidden or hidden < 1:
         raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
@@ -349,7 +388,8 @@ def train_mlp_mapper(x, y, *, x_eval, y_eval, hidden: int = 512, target_r1: floa
         seed_all(seed)
         net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], int(hidden)), torch.nn.Tanh(),
                                   torch.nn.Linear(int(hidden), y.shape[1]))
-        log = _fit(net, x, y, x_eval, y_eval, eval_positives, target_r1=target_r1, max_seconds=max_seconds,
+        log = _fit(net, x, y, x_eval, y_eval, eval_positives, stop=stop, stop_positives=stop_positives,
+                   target_r1=target_r1, max_seconds=max_seconds,
                    max_epochs=max_epochs, lr=lr, batch_size=batch_size, eval_every=eval_every, seed=seed,
                    device=device, progress=progress,
                    desc=f"Adam MLP mapper ({hidden} hidden)", settings={"model": "mlp", "hidden": int(hidden)})
@@ -408,10 +448,12 @@ def xe_captioner_seconds(*, smoke: bool = False, seed: int = 0) -> float:
 def crossing(log: TrainLog, target_r1: float) -> dict:
     """What a run with target ``target_r1`` would have reported, read off ``log``: the stopping rule only
     decides *where* a seeded run stops (the trajectory, and the training clock up to any check, are the same),
-    so a run trained to a higher target also answers every lower one. Returns the first held-out check with
-    ``r1 ≥ target_r1``: ``reached`` True, its ``seconds`` (training clock), ``step``, ``epoch``, ``r1``,
-    ``t2i_r1``, ``eval_seconds`` (the checks up to it) and ``stopped_by = "target"``; when no check reaches it,
-    the end of the log with ``reached`` False and the log's ``stopped_by`` (the budget). A log that stopped at
+    so a run trained to a higher target also answers every lower one. ``target_r1`` is on the **stopping set**
+    (the log's ``r1``). Returns the first check with ``r1 ≥ target_r1``: ``reached`` True, its ``seconds``
+    (training clock), ``step``, ``epoch``, ``r1``, ``t2i_r1`` (stopping set), ``eval_r1``, ``eval_t2i_r1``
+    (evaluation set, at the same check; the stopping set's values for a log without them), ``eval_seconds``
+    (the checks up to it) and ``stopped_by = "target"``; when no check reaches it, the end of the log with
+    ``reached`` False and the log's ``stopped_by`` (the budget). A log that stopped at
     its own lower target cannot tell whether a higher one is reached later: ``ValueError``.
 
     >>> rows = ({"step": 0, "epoch": 0.0, "seconds": 0.0, "r1": 0.1, "t2i_r1": 0.1, "eval_seconds": 0.01},
@@ -425,18 +467,22 @@ def crossing(log: TrainLog, target_r1: float) -> dict:
         raise ValueError(f"target_r1 must lie in (0, 1] (an R@1), got {target_r1!r}")
     if not log.rows:
         raise ValueError("the log has no held-out checks")
+
+    def on_eval(r) -> dict:
+        return {"r1": r["r1"], "t2i_r1": r["t2i_r1"], "eval_r1": r.get("eval_r1", r["r1"]),
+                "eval_t2i_r1": r.get("eval_t2i_r1", r["t2i_r1"])}
+
     spent = 0.0
     for r in log.rows:
         spent += r["eval_seconds"]
         if r["r1"] >= target_r1:
-            return {"reached": True, "seconds": r["seconds"], "step": r["step"], "epoch": r["epoch"], "r1": r["r1"],
-                    "t2i_r1": r["t2i_r1"], "eval_seconds": spent, "stopped_by": "target"}
+            return {"reached": True, "seconds": r["seconds"], "step": r["step"], "epoch": r["epoch"], **on_eval(r),
+                    "eval_seconds": spent, "stopped_by": "target"}
     if log.stopped_by == "target":
         raise ValueError(f"the run stopped at its own target {log.target_r1!r}, below {target_r1!r}: it cannot say "
                          "when the higher target is reached; train to the highest target you need")
-    last = log.rows[-1]
-    return {"reached": False, "seconds": log.train_seconds, "step": log.steps, "epoch": log.epochs, "r1": last["r1"],
-            "t2i_r1": last["t2i_r1"], "eval_seconds": spent, "stopped_by": log.stopped_by}
+    return {"reached": False, "seconds": log.train_seconds, "step": log.steps, "epoch": log.epochs,
+            **on_eval(log.rows[-1]), "eval_seconds": spent, "stopped_by": log.stopped_by}
 
 
 # ----------------------------------------------------------------------------- the experiment
@@ -463,21 +509,32 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
               captioner_note: str = "", methods=("procrustes", "lstsq"), gradient=("linear", "mlp"),
               seed: int = 0, max_seconds: float = 60.0, max_epochs: int = 200, repeats: int = 5,
               lr: float = 1e-2, mlp_lr: float = 1e-3, hidden: int = 512, batch_size: int = 256,
-              eval_every: int = EVAL_EVERY, eval_positives=None, tolerance: float = 0.0,
-              targets: str = "reference", variants=None, threads: int = SPEED_THREADS, device: str = "cpu",
-              model: str = "", source: str = "", pretrained: bool | str = False, dataset: str = "", split: str = "",
-              logs: dict | None = None, progress: bool = True):
+              eval_every: int = EVAL_EVERY, eval_positives=None, x_stop=None, y_stop=None, stop_positives=None,
+              stop_split: str = "val", tolerance: float = 0.0, targets: str = "reference", variants=None,
+              threads: int = SPEED_THREADS, device: str = "cpu", model: str = "", source: str = "",
+              pretrained: bool | str = False, dataset: str = "", split: str = "", logs: dict | None = None,
+              progress: bool = True):
     """ReCap's speed claim on one set of pairs: training seconds and held-out quality of each approach,
     side by side in one process, one row per approach and target variant (see the module docstring for what
     each approach is).
 
+    **Two held-out sets.** The *stopping set* ``(x_stop, y_stop)`` (``stop_positives``; named ``stop_split``,
+    e.g. the val split) decides where each gradient method stops and sets the targets; the *evaluation set*
+    ``(x_eval, y_eval)`` (``eval_positives``; named ``split``, e.g. the test split) is where every approach's
+    reported ``i2t_R@1`` / ``t2i_R@1`` is measured, so nothing is selected on it. The stopping set's R@1 is in
+    ``stop_i2t_R@1`` / ``stop_t2i_R@1``. Without ``x_stop``/``y_stop`` the stopping set **is** the evaluation
+    set (the behaviour before the two were separated; ``stopping_split`` then repeats ``split``, or says
+    ``"eval"``, and the ``stop_*`` columns equal the reported ones).
+
     * Closed form, for each of ``methods``: :func:`analysis.alignment.fit_alignment` on ``(x_fit, y_fit)``,
       fitted ``repeats`` times; ``train_seconds`` is the median ``fit_seconds`` (the spread is in ``notes``).
-      The first method (``procrustes``, ReCap's map) is the **reference**: its held-out i2t R@1 minus
-      ``tolerance`` is the target ``R*`` of the gradient methods and its time the denominator of every ratio.
+      The first method (``procrustes``, ReCap's map) is the **reference**: its i2t R@1 **on the stopping set**
+      minus ``tolerance`` is the target ``R*`` of the gradient methods and its time the denominator of every
+      ratio.
     * Gradient methods, for each of ``gradient`` (``"linear"``: :func:`train_linear_map`; ``"orthogonal"``:
-      the same with ``WᵀW = I``; ``"mlp"``: :func:`train_mlp_mapper` with ``mlp_lr``): Adam until held-out
-      i2t R@1 ≥ ``R*`` or ``max_seconds`` / ``max_epochs``. When the budget ends first, ``reached_target`` is
+      the same with ``WᵀW = I``; ``"mlp"``: :func:`train_mlp_mapper` with ``mlp_lr``): Adam until the stopping
+      set's i2t R@1 ≥ ``R*`` or ``max_seconds`` / ``max_epochs``; the reported R@1 is the evaluation set's at
+      that check. When the budget ends first, ``reached_target`` is
       False and the ratio is a lower bound on the time to reach ``R*``. ``targets="own-form"`` instead
       sets each gradient method's target from the closed form of its own form, where it is among
       ``methods``: ``linear`` → ``lstsq`` (the unconstrained minimiser of the same loss), ``orthogonal`` →
@@ -485,32 +542,36 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
       against the reference's time.
     * ``variants``: several ``(targets, tolerance)`` pairs in one run (default: the one pair
       ``(targets, tolerance)``). Each gradient method is trained **once**, to the highest of its targets over
-      the variants, and each variant's row is read off that run's log by :func:`crossing` (the first check at
-      or above the variant's target: what a run with that target would have reported).
+      the variants, and each variant's row is read off that run's log by :func:`crossing` (the first check
+      whose stopping-set R@1 is at or above the variant's target: what a run with that target would have
+      reported).
     * The captioner row (only when ``captioner_seconds`` is given: seconds, or a callable returning them,
       e.g. :func:`xe_captioner_seconds`): the XE captioner **makes captions, not a map**, so its ratio
       compares training cost only; its quality here is n/a (its captions are scored in the probe chapter).
       Its seconds come from wherever they were measured (a cached checkpoint: not this run, and on
       ``TRAIN_THREADS`` threads); ``captioner_note`` is appended to the row's notes.
 
-    ``eval_positives``: the captions true of each held-out image (:func:`evaluate_map`; default the diagonal).
-    All four arrays are cast to float32 first (the gradient methods' precision), for the closed form too.
-    Fair comparison: the same fitting and held-out pairs (and held-out positives), the same ``threads`` for
-    every timed approach, and evaluation time excluded from every clock.
+    ``eval_positives`` / ``stop_positives``: the captions true of each held-out image (:func:`evaluate_map`;
+    default the diagonal). All arrays are cast to float32 first (the gradient methods' precision), for the
+    closed form too. Fair comparison: the same fitting, stopping and evaluation pairs (and positives), the same
+    ``threads`` for every timed approach, and evaluation time excluded from every clock.
     ``ratio = train_seconds / reference train_seconds``. ``logs``: a dict to fill with each gradient approach's
     :class:`TrainLog` (keyed by approach name, e.g. ``"adam-linear"``), for training curves.
 
-    Returns a ``pandas.DataFrame`` with columns ``run, model, source, pretrained, dataset, split, seed,
-    targets, tolerance, reference, approach, kind`` (closed-form / gradient / captioner), ``train_seconds,
-    i2t_R@1, t2i_R@1, target_r1, target_from, reached_target, lower_bound, ratio, steps, epochs, eval_seconds,
-    stopped_by, n_fit, n_eval, dim_x, dim_y, threads, device, notes``, rows grouped by variant in the order of
-    ``variants``; :func:`as_tidy` turns it into the study's metric/value rows.
+    Returns a ``pandas.DataFrame`` with columns ``run, model, source, pretrained, dataset, split,
+    stopping_split, seed, targets, tolerance, reference, approach, kind`` (closed-form / gradient / captioner),
+    ``train_seconds, i2t_R@1, t2i_R@1`` (evaluation set), ``stop_i2t_R@1, stop_t2i_R@1`` (stopping set),
+    ``target_r1`` (on the stopping set), ``target_from, reached_target, lower_bound, ratio, steps, epochs,
+    eval_seconds, stopped_by, n_fit, n_eval, n_stop, dim_x, dim_y, threads, device, notes``, rows grouped by
+    variant in the order of ``variants``; :func:`as_tidy` turns it into the study's metric/value rows.
     """
     import pandas as pd
 
     from analysis.alignment import fit_alignment
 
     x_fit, y_fit, x_eval, y_eval = _check(x_fit, y_fit, x_eval, y_eval)
+    stop = _check_stop(x_fit, y_fit, x_stop, y_stop, stop_positives)
+    stopping_split = (split or "eval") if stop is None else str(stop_split)
     methods, gradient = tuple(methods), tuple(gradient)
     if not methods:
         raise ValueError("methods must name at least one closed-form fitter (the reference), e.g. ('procrustes',)")
@@ -521,8 +582,9 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     variants = _variants(variants, targets, tolerance)
     base = {"run": RUN, "model": model, "source": source, "pretrained": pretrained,
-            "dataset": dataset, "split": split, "seed": int(seed)}
-    shape = {"n_fit": int(len(x_fit)), "n_eval": int(len(x_eval)), "dim_x": int(x_fit.shape[1]),
+            "dataset": dataset, "split": split, "stopping_split": stopping_split, "seed": int(seed)}
+    shape = {"n_fit": int(len(x_fit)), "n_eval": int(len(x_eval)),
+             "n_stop": int(len(x_eval) if stop is None else len(stop[0])), "dim_x": int(x_fit.shape[1]),
              "dim_y": int(y_fit.shape[1]), "threads": int(threads), "device": str(device)}
     closed = []
     with thread_limit(threads):
@@ -531,8 +593,11 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
             fits = [fit_alignment(x_fit, y_fit, method=method) for _ in range(int(repeats))]
             secs = np.array([f.fit_seconds for f in fits])
             i2t, t2i = evaluate_map(fits[0].apply(x_eval), y_eval, eval_positives)
+            s_i2t, s_t2i = (i2t, t2i) if stop is None else evaluate_map(fits[0].apply(stop[0]), stop[1],
+                                                                         stop_positives)
             closed.append({"approach": method, "kind": "closed-form", "train_seconds": float(np.median(secs)),
-                           "i2t_R@1": i2t, "t2i_R@1": t2i, "steps": 1, "epochs": float("nan"),
+                           "i2t_R@1": i2t, "t2i_R@1": t2i, "stop_i2t_R@1": s_i2t, "stop_t2i_R@1": s_t2i,
+                           "steps": 1, "epochs": float("nan"),
                            "eval_seconds": float("nan"), "stopped_by": "closed form",
                            "notes": f"fit_alignment(method={method!r}) [{fits[0].provenance.get('solver', '')}]; "
                                     f"median of {int(repeats)} fits (min {secs.min():.3g} s, max {secs.max():.3g} s)"})
@@ -541,14 +606,15 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
 
     def target_of(approach: str | None, tol: float) -> tuple[float, str]:
         src = by_name[approach] if approach in by_name else ref
-        return max(src["i2t_R@1"] - tol, 1e-12), src["approach"]
+        return max(src["stop_i2t_R@1"] - tol, 1e-12), src["approach"]
 
     def target_for(g: str | None, variant) -> tuple[float, str]:
         t, tol = variant
         return target_of(OWN_FORM[g] if (g is not None and t == "own-form") else None, tol)
 
     trained = {}
-    common = dict(x_eval=x_eval, y_eval=y_eval, eval_positives=eval_positives, max_seconds=max_seconds,
+    stop_kw = {} if stop is None else {"x_stop": stop[0], "y_stop": stop[1], "stop_positives": stop_positives}
+    common = dict(x_eval=x_eval, y_eval=y_eval, eval_positives=eval_positives, **stop_kw, max_seconds=max_seconds,
                   max_epochs=max_epochs, batch_size=batch_size, eval_every=eval_every, seed=seed, device=device,
                   threads=threads, progress=progress)
     for g in gradient:
@@ -569,13 +635,15 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
         if not cap >= 0:
             raise ValueError(f"captioner_seconds must be a number of seconds >= 0, got {cap!r}")
 
+    where = (f"stopped on {stopping_split} R@1, {split or 'eval'} R@1 reported" if stop is not None else
+             f"stopped on the R@1 of the reported set ({stopping_split}): no separate stopping set")
     rows = []
     for variant in variants:
         t, tol = variant
         for c in closed:
             target, target_from = target_for(None, variant)
             rows.append({**c, "target_r1": target, "target_from": target_from,
-                         "reached_target": bool(c["i2t_R@1"] >= target), "lower_bound": False})
+                         "reached_target": bool(c["stop_i2t_R@1"] >= target), "lower_bound": False})
         for g in gradient:
             log, what = trained[g]
             target, target_from = target_for(g, variant)
@@ -584,16 +652,18 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
             read = ("" if target == log.target_r1 else
                     f"; read off the run trained to {log.target_r1:.4f} at its first check at or above {target:.4f}")
             rows.append({"approach": APPROACH[g], "kind": "gradient", "train_seconds": c["seconds"],
-                         "i2t_R@1": c["r1"], "t2i_R@1": c["t2i_r1"], "target_r1": target, "target_from": target_from,
+                         "i2t_R@1": c["eval_r1"], "t2i_R@1": c["eval_t2i_r1"], "stop_i2t_R@1": c["r1"],
+                         "stop_t2i_R@1": c["t2i_r1"], "target_r1": target, "target_from": target_from,
                          "reached_target": c["reached"], "lower_bound": not c["reached"], "steps": c["step"],
                          "epochs": c["epoch"], "eval_seconds": c["eval_seconds"], "stopped_by": c["stopped_by"],
                          "notes": f"{what}, batch {min(batch_size, len(x_fit))}, checked every {eval_every} steps, "
-                                  f"stopped by {c['stopped_by']}{bound}{read}"})
+                                  f"stopped by {c['stopped_by']}{bound}{read}; {where}"})
         if cap is not None:
             note = ("makes captions, not a map: the ratio compares training cost only; held-out R@1 is n/a here "
                     "(its captions are scored in the probe chapter)")
             rows.append({"approach": CAPTIONER, "kind": "captioner", "train_seconds": cap, "i2t_R@1": float("nan"),
-                         "t2i_R@1": float("nan"), "target_r1": float("nan"), "target_from": "", "reached_target": None,
+                         "t2i_R@1": float("nan"), "stop_i2t_R@1": float("nan"), "stop_t2i_R@1": float("nan"),
+                         "target_r1": float("nan"), "target_from": "", "reached_target": None,
                          "lower_bound": False, "steps": float("nan"), "epochs": float("nan"),
                          "eval_seconds": float("nan"), "stopped_by": "its own schedule",
                          "notes": note + (f"; {captioner_note}" if captioner_note else "")})
@@ -602,19 +672,28 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
     for r in rows:
         r["ratio"] = r["train_seconds"] / ref["train_seconds"] if ref["train_seconds"] > 0 else float("inf")
     cols = ["targets", "tolerance", "reference", "approach", "kind", "train_seconds", "i2t_R@1", "t2i_R@1",
-            "target_r1", "target_from", "reached_target", "lower_bound", "ratio", "steps", "epochs", "eval_seconds",
-            "stopped_by"]
+            "stop_i2t_R@1", "stop_t2i_R@1", "target_r1", "target_from", "reached_target", "lower_bound", "ratio",
+            "steps", "epochs", "eval_seconds", "stopped_by"]
     return pd.DataFrame([{**base, **{c: r[c] for c in cols}, **shape, "notes": r["notes"]} for r in rows])
 
 
 def as_tidy(frame):
     """:func:`run_speed`'s frame as the study's tidy rows: ``run, model, source, pretrained, dataset, split,
-    seed, targets, tolerance, approach, kind, reached_target, metric, value`` with ``metric`` one of
-    ``train_seconds``, ``i2t_R@1``, ``t2i_R@1``, ``ratio`` (timings included: not for result files)."""
-    keep = ["run", "model", "source", "pretrained", "dataset", "split", "seed", "targets", "tolerance", "approach",
-            "kind", "reached_target"]
-    return frame.melt(id_vars=keep, value_vars=["train_seconds", "i2t_R@1", "t2i_R@1", "ratio"],
-                      var_name="metric", value_name="value")
+    stopping_split, seed, targets, tolerance, approach, kind, reached_target, metric, value`` with ``metric``
+    one of ``train_seconds``, ``i2t_R@1``, ``t2i_R@1`` (``split``: the evaluation set), ``stop_i2t_R@1``,
+    ``stop_t2i_R@1`` (their ``split`` is the stopping set's, ``stopping_split``; only when it differs from the
+    evaluation set, else they would repeat ``i2t_R@1`` / ``t2i_R@1``), ``ratio`` (timings included: not for
+    result files)."""
+    keep = [c for c in ["run", "model", "source", "pretrained", "dataset", "split", "stopping_split", "seed",
+                        "targets", "tolerance", "approach", "kind", "reached_target"] if c in frame]
+    separate = "stopping_split" in frame and "stop_i2t_R@1" in frame and _splits(frame)[0] != _splits(frame)[1]
+    values = ["train_seconds", "i2t_R@1", "t2i_R@1", *(("stop_i2t_R@1", "stop_t2i_R@1") if separate else ()),
+              "ratio"]
+    out = frame.melt(id_vars=keep, value_vars=values, var_name="metric", value_name="value")
+    if "stopping_split" in out:
+        on_stop = out["metric"].str.startswith("stop_")
+        out.loc[on_stop, "split"] = out.loc[on_stop, "stopping_split"]
+    return out
 
 
 # ----------------------------------------------------------------------------- verdicts from the measurements
@@ -750,9 +829,12 @@ ROW_EXTRAS = ["label", "approach", "kind", "targets", "tolerance", "target_from"
 
 def speed_rows(frame, *, data: dict, budgets: dict, captioner: dict | None, info: dict, smoke: bool):
     """The page's **deterministic** result rows (tidy, :func:`analysis.results.validate`) from a
-    :func:`run_speed` frame: each closed-form map's held-out ``i2t_R@1`` / ``t2i_R@1``; each gradient
-    approach's ``target_r1`` per variant (``targets``, ``tolerance``, ``target_from``); the data (``kind
-    = "data"``: ``n_fit``, ``n_fit_images``, ``n_eval``, ``one_hit_r1`` = 1/n_eval, ``duplicate_gallery_captions``,
+    :func:`run_speed` frame, each on the split its ``split`` column names: each closed-form map's
+    ``i2t_R@1`` / ``t2i_R@1`` on the evaluation split (test) and, when the frame has a separate stopping split,
+    its ``stop_i2t_R@1`` / ``stop_t2i_R@1`` there (val); each gradient approach's ``target_r1`` per variant
+    (``targets``, ``tolerance``, ``target_from``; on the stopping split); the data (``kind = "data"``:
+    ``n_fit``, ``n_fit_images``, ``n_eval``, ``one_hit_r1`` = 1/n_eval, ``duplicate_gallery_captions``, and
+    with a separate stopping split ``n_stop``, ``stop_one_hit_r1`` = 1/n_stop, ``stop_duplicate_gallery_captions``;
     ``dim_x``, ``dim_y``); the budgets and settings of every approach (``max_seconds``, ``max_epochs``, ``lr``,
     ``batch_size``, ``eval_every``, ``hidden``, ``repeats``, ``threads``); the captioner's recorded facts
     (``available``, and when available ``steps``, ``n_images``, ``n_refs``, ``n_trainable``, ``threads``).
@@ -766,18 +848,26 @@ def speed_rows(frame, *, data: dict, budgets: dict, captioner: dict | None, info
               "pretrained": info.get("pretrained", ""), "dataset": data["dataset"], "seed": int(frame["seed"].iloc[0]),
               "smoke": bool(smoke), "targets": "", "tolerance": float("nan"), "target_from": "", "note": ""}
     recs = []
+    test, stop = _splits(frame)
+    separate = stop != test
     first = frame[(frame["targets"] == frame["targets"].iloc[0]) & (frame["tolerance"] == frame["tolerance"].iloc[0])]
     for _, r in first[first["kind"] == "closed-form"].iterrows():
-        for m in ("i2t_R@1", "t2i_R@1"):
-            recs.append({"approach": r["approach"], "kind": "closed-form", "split": "test", "metric": m,
+        for m, sp in (("i2t_R@1", test), ("t2i_R@1", test),
+                      *((("stop_i2t_R@1", stop), ("stop_t2i_R@1", stop)) if separate else ())):
+            recs.append({"approach": r["approach"], "kind": "closed-form", "split": sp, "metric": m,
                          "value": float(r[m]), "note": str(r["notes"]).split("; median")[0]})
     for r in frame[frame["kind"] == "gradient"].itertuples():
-        recs.append({"approach": r.approach, "kind": "gradient", "split": "test", "metric": "target_r1",
+        recs.append({"approach": r.approach, "kind": "gradient", "split": stop, "metric": "target_r1",
                      "value": float(r.target_r1), "targets": r.targets, "tolerance": float(r.tolerance),
-                     "target_from": r.target_from})
-    for m in ("n_fit", "n_fit_images", "n_eval", "one_hit_r1", "duplicate_gallery_captions", "dim_x", "dim_y"):
-        recs.append({"approach": "", "kind": "data", "split": "train" if m.startswith("n_fit") else "test",
-                     "metric": m, "value": float(data[m])})
+                     "target_from": r.target_from,
+                     "note": f"the target is {r.target_from}'s {stop} R@1" + (f" less {r.tolerance:g}" if r.tolerance
+                                                                              else "")})
+    shown = ["n_fit", "n_fit_images", "n_eval", "one_hit_r1", "duplicate_gallery_captions", "dim_x", "dim_y"]
+    if separate:
+        shown[5:5] = ["n_stop", "stop_one_hit_r1", "stop_duplicate_gallery_captions"]
+    for m in shown:
+        sp = "train" if m.startswith("n_fit") else stop if m.startswith(("n_stop", "stop_")) else test
+        recs.append({"approach": "", "kind": "data", "split": sp, "metric": m, "value": float(data[m])})
     for appr, b in budgets.items():
         kind = "closed-form" if appr == "closed-form" else "gradient"
         for m, v in b.items():
@@ -794,28 +884,48 @@ def speed_rows(frame, *, data: dict, budgets: dict, captioner: dict | None, info
     return results.validate(df[results.COLUMNS + ROW_EXTRAS])
 
 
+def _splits(frame) -> tuple[str, str]:
+    """``(evaluation split, stopping split)`` of a :func:`run_speed` frame (the page: ``("test", "val")``); a
+    frame from before the two were separated stopped on its evaluation split."""
+    def first(col: str, default: str) -> str:
+        v = frame[col].iloc[0] if col in frame and len(frame) else None
+        return str(v) if isinstance(v, str) and v else default
+
+    test = first("split", "eval")
+    return test, first("stopping_split", test)
+
+
 def _display(t):
-    """A measurement variant as the page shows it."""
+    """A measurement variant as the page shows it: every R@1 column names its split (``test i2t R@1``; with a
+    separate stopping split also ``val i2t R@1``, and the target as ``target (val R@1)``)."""
+    test, stop = _splits(t)
     cols = {"approach": "approach", "kind": "kind", "train_seconds": "train seconds", "ratio": "× procrustes",
-            "i2t_R@1": "i2t R@1", "t2i_R@1": "t2i R@1", "target_r1": "target R@1", "target_from": "target from",
-            "reached_target": "reached", "stopped_by": "stopped by", "steps": "steps", "epochs": "epochs"}
+            "i2t_R@1": f"{test} i2t R@1", "t2i_R@1": f"{test} t2i R@1", "stop_i2t_R@1": f"{stop} i2t R@1",
+            "target_r1": f"target ({stop} R@1)", "target_from": "target from", "reached_target": "reached",
+            "stopped_by": "stopped by", "steps": "steps", "epochs": "epochs"}
+    if stop == test or "stop_i2t_R@1" not in t:
+        cols.pop("stop_i2t_R@1")
     out = t[list(cols)].rename(columns=cols).reset_index(drop=True)
     out["train seconds"] = out["train seconds"].map(lambda s: f"{s:.3g}")
     out["× procrustes"] = [("≥ " if b else "") + f"{r:,.3g}" for r, b in zip(t["ratio"], t["lower_bound"])]
-    for c in ("i2t R@1", "t2i R@1", "target R@1"):
-        out[c] = out[c].round(3)
+    for c in out.columns:
+        if "R@1" in c:
+            out[c] = out[c].round(3)
     out["epochs"] = out["epochs"].round(1)
     return out
 
 
-def speed_page(fit, evaluated, positives, *, info: dict, captioner: dict | None = None, smoke: bool = False,
-               seed: int = 0, max_seconds: float = 60.0, max_epochs: int = 200, variants=PAGE_VARIANTS,
-               methods=None, gradient=PAGE_GRADIENT, repeats: int | None = None, hidden: int = 512,
-               progress: bool = True):
-    """The speed page from its inputs: ``fit`` and ``evaluated`` are :class:`analysis.realignment.Pairs`-like
-    (``image``, ``text``, ``n_images``, ``dataset_label()``; ``evaluated`` one pair per image), ``positives``
-    the held-out truth mask, ``info`` the scorer's ``info()``, ``captioner`` a :func:`checkpoint_record` (or
-    None: no captioner row). Runs :func:`run_speed` on every closed form of
+def speed_page(fit, evaluated, positives, *, stop=None, stop_positives=None, info: dict,
+               captioner: dict | None = None, smoke: bool = False, seed: int = 0, max_seconds: float = 60.0,
+               max_epochs: int = 200, variants=PAGE_VARIANTS, methods=None, gradient=PAGE_GRADIENT,
+               repeats: int | None = None, hidden: int = 512, progress: bool = True):
+    """The speed page from its inputs: ``fit``, ``evaluated`` and ``stop`` are
+    :class:`analysis.realignment.Pairs`-like (``image``, ``text``, ``n_images``, ``dataset_label()``;
+    ``evaluated`` and ``stop`` one pair per image), ``positives`` / ``stop_positives`` their truth masks:
+    the gradient mappers **stop on** ``stop`` (the val split; its closed-form R@1 are the targets) and every
+    R@1 reported is on ``evaluated`` (the test split); without ``stop`` they stop on ``evaluated`` (the old
+    behaviour, said in the ``stopping_split`` column). ``info`` is the scorer's ``info()``, ``captioner`` a
+    :func:`checkpoint_record` (or None: no captioner row). Runs :func:`run_speed` on every closed form of
     :data:`analysis.alignment.FITTERS` (``methods``), the ``gradient`` mappers and ``variants``, and returns an
     :class:`analysis.probe.Page`: ``rows`` (:func:`speed_rows`: deterministic), ``timings`` = the measurement
     table (the :func:`run_speed` frame plus ``label`` and ``smoke``: every time, ratio and what each mapper
@@ -838,7 +948,9 @@ def speed_page(fit, evaluated, positives, *, info: dict, captioner: dict | None 
         cap_note = (f"read from its checkpoint ({captioner.get('steps')} steps on {captioner.get('n_images')} images, "
                     f"{captioner.get('n_refs')} captions, as EfficientNet-Lite0 image features, "
                     f"{captioner.get('threads')} threads): not timed in this run")
-    frame = run_speed(fit.image, fit.text, evaluated.image, evaluated.text, eval_positives=positives,
+    stop_kw = ({} if stop is None else
+               {"x_stop": stop.image, "y_stop": stop.text, "stop_positives": stop_positives, "stop_split": "val"})
+    frame = run_speed(fit.image, fit.text, evaluated.image, evaluated.text, eval_positives=positives, **stop_kw,
                       captioner_seconds=None if captioner is None else captioner["seconds"],
                       captioner_note=cap_note or "", methods=methods, gradient=gradient, seed=seed,
                       max_seconds=max_seconds, max_epochs=max_epochs, repeats=repeats, lr=lr, mlp_lr=mlp_lr,
@@ -847,11 +959,17 @@ def speed_page(fit, evaluated, positives, *, info: dict, captioner: dict | None 
                       split="test", logs=logs, progress=progress)
     frame.insert(frame.columns.get_loc("source"), "label", info["label"])
     frame.insert(frame.columns.get_loc("seed") + 1, "smoke", bool(smoke))
+    def duplicates(mask, n) -> int:
+        return 0 if mask is None else int(np.asarray(mask).sum() - n)
+
     n_eval = len(evaluated.image)
-    dup = 0 if positives is None else int(np.asarray(positives).sum() - n_eval)
     data = {"dataset": fit.dataset_label(), "n_fit": len(fit.image), "n_fit_images": fit.n_images, "n_eval": n_eval,
-            "one_hit_r1": 1.0 / n_eval, "duplicate_gallery_captions": dup,
+            "one_hit_r1": 1.0 / n_eval, "duplicate_gallery_captions": duplicates(positives, n_eval),
             "dim_x": fit.image.shape[1], "dim_y": fit.text.shape[1]}
+    if stop is not None:
+        n_stop = len(stop.image)
+        data.update(n_stop=n_stop, stop_one_hit_r1=1.0 / n_stop,
+                    stop_duplicate_gallery_captions=duplicates(stop_positives, n_stop))
     grad = {"max_seconds": max_seconds, "max_epochs": max_epochs, "batch_size": batch_size,
             "eval_every": EVAL_EVERY, "threads": SPEED_THREADS}
     budgets = {"closed-form": {"repeats": repeats, "threads": SPEED_THREADS}}
@@ -860,7 +978,7 @@ def speed_page(fit, evaluated, positives, *, info: dict, captioner: dict | None 
                                 **({"hidden": hidden} if g == "mlp" else {})}
     rows = speed_rows(frame, data=data, budgets=budgets, captioner=captioner, info=info, smoke=smoke)
     curves = pd.concat([lg.frame().assign(approach=a) for a, lg in logs.items()], ignore_index=True) if logs \
-        else pd.DataFrame(columns=["step", "epoch", "seconds", "loss", "r1", "t2i_r1", "eval_seconds", "approach"])
+        else pd.DataFrame(columns=[*CURVE_COLUMNS, "approach"])
     changes = changed_conclusions(frame)
     tol = sorted({t for t in frame["tolerance"] if t > 0})
     tables = {"reference": _display(variant_of(frame, targets="reference")),
@@ -877,8 +995,9 @@ def run_speed_page(*, smoke: bool = False, seed: int = 0, scorer: str = "clip-mi
                    max_epochs: int = 200, progress: bool = True, captioner: bool = True):
     """The *Realignment, speed* page: ReCap's "trained up to 1000 times faster than existing lightweight
     methods", measured on ``scorer``'s in-domain pairs (:func:`analysis.realignment.pairs`: fitted on the
-    ``train`` pairs, evaluated on the ``test`` split, one pair per image with
-    :func:`analysis.realignment.positives` as the truth) by :func:`speed_page`: every closed form of
+    ``train`` pairs; the gradient mappers **stop on the ``val`` split** (its closed-form R@1 are their targets),
+    and every R@1 reported is on the **``test`` split**, so nothing is selected on test; one pair per image
+    with :func:`analysis.realignment.positives` as the truth on both) by :func:`speed_page`: every closed form of
     :data:`analysis.alignment.FITTERS`, Adam linear (plain and orthogonal), Adam MLP (``max_seconds`` and
     ``max_epochs`` each; smoke mode caps them at :data:`SMOKE_MAX_SECONDS` / :data:`SMOKE_MAX_EPOCHS` on the
     smoke pairs) and, with ``captioner``, the probe's XE captioner's training seconds read from its
@@ -891,7 +1010,9 @@ def run_speed_page(*, smoke: bool = False, seed: int = 0, scorer: str = "clip-mi
     sc = realignment._scorer(scorer, smoke, seed)
     info = sc.info()
     fit = realignment.pairs(sc, "in-domain", split="train", smoke=smoke, seed=seed, progress=progress)
+    val = realignment.pairs(sc, "in-domain", split="val", smoke=smoke, seed=seed, progress=progress)
     test = realignment.pairs(sc, "in-domain", split="test", smoke=smoke, seed=seed, progress=progress)
     record = checkpoint_record(xe_captioner_folder(smoke=smoke, seed=seed)) if captioner else None
-    return speed_page(fit, test.one_per_image(), realignment.positives(test), info=info, captioner=record,
-                      smoke=smoke, seed=seed, max_seconds=max_seconds, max_epochs=max_epochs, progress=progress)
+    return speed_page(fit, test.one_per_image(), realignment.positives(test), stop=val.one_per_image(),
+                      stop_positives=realignment.positives(val), info=info, captioner=record, smoke=smoke,
+                      seed=seed, max_seconds=max_seconds, max_epochs=max_epochs, progress=progress)

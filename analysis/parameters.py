@@ -309,6 +309,18 @@ DECLARED: dict[str, list[Param]] = {
               "metrics of the noise-robustness sweep (on the scene ladder)", names="metric"),
         Param("n_boot", "int", 1000, "bootstrap resamples (over images) for every interval", minimum=100),
     ],
+    "findings": [SMOKE, SEED],
+    "realign-bridge": [
+        SMOKE, SEED,
+        Param("scorer", "str", "clip-mini", "the dual-encoder scorer whose CLIP-S and aCLIP-S are the two SCST rewards",
+              names="scorer"),
+        Param("weights", "any", [0.0, 0.2], "prior weights w >= 0 of reward-guided decoding over the XE prior "
+              "(0: the reward alone chooses among the prior's proposals)"),
+        Param("n_images", "int", 16, "test images decoded by reward-guided decoding", minimum=1, maximum=119),
+        Param("n_boot", "int", 1000, "bootstrap resamples (over images and seeds) for every interval", minimum=100),
+        Param("n_examples", "int", 8, "example test images shown with every system's caption", minimum=1,
+              maximum=32),
+    ],
     "realign-findings": [
         SMOKE, SEED,
         Param("n_boot", "int", 1000, "bootstrap resamples for every interval", minimum=100),

@@ -121,6 +121,35 @@ PAGES = {page: [s for s in SYSTEMS.values() if s.page == page] for page in dict.
 FAMILY_OF = {"xe": "baseline", REFERENCES: "references", **{s.name: s.family for s in SYSTEMS.values()}}
 
 
+#: systems of other pages (the Realignment bridge, a published scorer's page) that the tables can name; they are
+#: not part of the probe's own runs (:func:`all_systems`). :func:`register_system` adds one.
+OTHER_SYSTEMS: dict[str, System] = {}
+
+
+def register_system(system: System) -> System:
+    """Make ``system`` known to the probe's tables (:func:`known_system`) without adding it to the probe's own
+    runs; a name already used by a different system is an error."""
+    have = SYSTEMS.get(system.name) or OTHER_SYSTEMS.get(system.name)
+    if have is not None and have != system:
+        raise ValueError(f"system {system.name!r} is already registered as {have}; choose another name")
+    OTHER_SYSTEMS.setdefault(system.name, system)
+    FAMILY_OF.setdefault(system.name, system.family)
+    return have or system
+
+
+def known_system(name: str) -> System | None:
+    """The :data:`SYSTEMS` or :data:`OTHER_SYSTEMS` entry ``name`` (``None`` for ``xe`` / ``references``)."""
+    return SYSTEMS.get(name) or OTHER_SYSTEMS.get(name)
+
+
+def _system(name: str) -> System:
+    s = known_system(name)
+    if s is None:
+        raise KeyError(f"unknown probe system {name!r}: the systems are {', '.join([*SYSTEMS, *OTHER_SYSTEMS])} "
+                       "(analysis.probe.register_system adds one)")
+    return s
+
+
 def systems_of_page(reward: str) -> list[System]:
     """The systems shown on the reward page ``reward`` (``uniter-mini`` shows the logit and the probability
     reward); an unknown page names the valid ones."""
@@ -140,12 +169,16 @@ def label_of(system: str) -> str:
         return "XE captioner (cross-entropy only; trained here)"
     if system == "cider-d":
         return "SCST with CIDEr-D reward"
-    s = SYSTEMS.get(system)
+    s = known_system(system)
     base = (s.mix or s.reward) if s else system
+    kind = {"clip-s": "CLIP-S", "aclip-s": "aCLIP-S"}.get(base.split(":", 1)[0]) if ":" in base else None
     try:
-        words = SCORERS.entry(base).summary.split(":")[0]
+        words = SCORERS.entry(_scorer_base(base)).summary.split(":")[0]
     except Exception:
         words = base
+    if kind:
+        mapped = ", image side realigned by the in-domain Procrustes map" if kind == "aCLIP-S" else ""
+        return f"SCST with {kind} reward ({words}{mapped})"
     if s and s.mix:
         return f"SCST with λ·CIDEr-D + (1−λ)·{words}"
     if s and s.itm_output == "probability":
@@ -233,12 +266,13 @@ def reward_of(s: Setup, system: System):
 
 
 def _scorer_base(reward: str) -> str:
-    """The scorer behind a reward name: ``score:<x>`` and ``clip-s:<x>`` -> ``x``; any other name as it is.
+    """The scorer behind a reward name: ``score:<x>``, ``clip-s:<x>`` and ``aclip-s:<x>`` -> ``x``; any other name
+    as it is.
 
-    >>> _scorer_base("clip-s:clip-mini"), _scorer_base("uniter-mini")
-    ('clip-mini', 'uniter-mini')
+    >>> _scorer_base("clip-s:clip-mini"), _scorer_base("aclip-s:clip-mini"), _scorer_base("uniter-mini")
+    ('clip-mini', 'clip-mini', 'uniter-mini')
     """
-    return reward.split(":", 1)[1] if reward.startswith(("score:", "clip-s:")) else reward
+    return reward.split(":", 1)[1] if reward.startswith(("score:", "clip-s:", "aclip-s:")) else reward
 
 
 def _built(s: Setup, name: str) -> dict:
@@ -282,7 +316,7 @@ def system_captions(s: Setup, system: str, seed: int = 0) -> list[str]:
         elif system == "xe":
             caps = greedy_captions(s.captioner, s.test)
         else:
-            caps = greedy_captions(train_system(s, SYSTEMS[system], seed)[0], s.test)
+            caps = greedy_captions(train_system(s, _system(system), seed)[0], s.test)
         s.memo[key] = caps
     return s.memo[key]
 
@@ -297,7 +331,7 @@ def runs(systems: Sequence[str], smoke: bool) -> list[tuple[str, int]]:
     """``[(system, seed), ...]``: ``references`` and ``xe`` with seed 0, every SCST system with its seeds."""
     out = []
     for name in systems:
-        out += [(name, 0)] if name in (REFERENCES, "xe") else [(name, sd) for sd in SYSTEMS[name].seeds_for(smoke)]
+        out += [(name, 0)] if name in (REFERENCES, "xe") else [(name, sd) for sd in _system(name).seeds_for(smoke)]
     return out
 
 
@@ -458,13 +492,22 @@ def scorer_of(s: Setup, name: str):
 
 
 def test_reward(s: Setup, name: str, itm_output: str = "logit"):
-    """The scorer ``name`` as a reward over the test images (image side computed once per setup)."""
+    """The scorer ``name`` (or any scorer-based reward name, e.g. ``aclip-s:clip-mini``) as a reward over the test
+    images (image side computed once per setup)."""
     from analysis.captioning import rewards
+    from analysis.registry import SCORERS, UnknownNameError
 
     key = ("test-reward", name, itm_output)
     if key not in s.memo:
-        s.memo[key] = rewards.scorer_reward(scorer_of(s, name), data=s.test, itm_output=itm_output,
-                                            device=s.device, name=name)
+        try:
+            SCORERS.entry(name)
+            is_scorer = True
+        except UnknownNameError:
+            is_scorer = False
+        s.memo[key] = (rewards.scorer_reward(scorer_of(s, name), data=s.test, itm_output=itm_output,
+                                             device=s.device, name=name) if is_scorer
+                       else rewards.make_reward(name, data=s.test, itm_output=itm_output, smoke=s.smoke, seed=s.seed,
+                                                device=s.device, scorers=_built(s, name)))
     return s.memo[key]
 
 
@@ -535,6 +578,9 @@ def edits_table(s: Setup, table: pd.DataFrame, *, seed: int = 0, scorers: Sequen
               "weights": {k: v for k, v in _scorer_hashes(s).items() if k in scorers},
               "captions": hashlib.sha256(caps.to_json(orient="values").encode()).hexdigest(),
               "test": s.test.ids, "measures": measure_inputs(s)}
+    other = {sc: test_reward(s, sc).info() for sc in scorers if sc not in CROSS_SCORERS}
+    if other:  # a reward that is not one of the cross scorers (aclip-s:..., clip-s:...): its weights and map
+        recipe["rewards"] = other
 
     def build(folder: Path) -> None:
         fns = {sc: test_reward(s, sc).clear_text_cache() for sc in scorers}
@@ -579,8 +625,8 @@ def training_curves(s: Setup, systems: Sequence[str]) -> pd.DataFrame:
     """The SCST log rows of every seed of ``systems`` with ``system`` and ``seed`` columns."""
     parts = []
     for name in systems:
-        for sd in SYSTEMS[name].seeds_for(s.smoke):
-            log = train_system(s, SYSTEMS[name], sd)[1]
+        for sd in _system(name).seeds_for(s.smoke):
+            log = train_system(s, _system(name), sd)[1]
             f = log.frame()
             f.insert(0, "seed", sd)
             f.insert(0, "system", name)
@@ -626,8 +672,8 @@ def system_for(reward: str, itm_output: str = "logit") -> System:
     """The :data:`SYSTEMS` entry named ``reward`` or, for any other reward name (a published scorer, an
     ablation, ``score:<x>``), a one-seed system built from the scorer registry's family."""
     name = reward if itm_output == "logit" else f"{reward}/{itm_output}"
-    if name in SYSTEMS:
-        return SYSTEMS[name]
+    if known_system(name):
+        return known_system(name)
     from analysis.registry import SCORERS
 
     if reward.startswith("mix:"):
@@ -638,13 +684,9 @@ def system_for(reward: str, itm_output: str = "logit") -> System:
 
 
 def page_systems(reward: str) -> list[System]:
-    """The systems of the reward page ``reward`` (:data:`PAGES`), or the one :func:`system_for` builds; every
-    system is also registered in :data:`SYSTEMS` so the tables can name it."""
-    systems = PAGES.get(reward) or [system_for(reward)]
-    for sy in systems:
-        SYSTEMS.setdefault(sy.name, sy)
-        FAMILY_OF.setdefault(sy.name, sy.family)
-    return systems
+    """The systems of the reward page ``reward`` (:data:`PAGES`), or the one :func:`system_for` builds (registered
+    with :func:`register_system` so the tables can name it; the probe's own runs stay :data:`SYSTEMS`)."""
+    return PAGES.get(reward) or [register_system(system_for(reward))]
 
 
 # ----------------------------------------------------------------------------- page summaries
@@ -927,9 +969,9 @@ def all_systems(smoke: bool) -> list[str]:
 def _train_all(s: Setup, names: Sequence[str]) -> None:
     from tqdm.auto import tqdm
 
-    todo = [(n, sd) for n in names if n in SYSTEMS for sd in SYSTEMS[n].seeds_for(s.smoke)]
+    todo = [(n, sd) for n in names if known_system(n) for sd in _system(n).seeds_for(s.smoke)]
     for n, sd in tqdm(todo, desc="SCST runs (cached by recipe)", unit="run"):
-        train_system(s, SYSTEMS[n], sd)
+        train_system(s, _system(n), sd)
 
 
 def every_system(smoke: bool, seed: int, timings: list) -> tuple[Setup, list[str], pd.DataFrame]:

@@ -1147,7 +1147,10 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
     the closed forms' times and R@1; the range of the gradient mappers' ratios to the reference; whether each
     reached the reference's R@1 (and its own form's); the captioner's ratio, or that it is missing; the computed
     verdict on "up to ``claim`` times faster" (:func:`analysis.mappers.speed_verdict`); what a 0.01 tolerance
-    changes (:func:`analysis.mappers.changed_conclusions`) given the R@1 step of one test image."""
+    changes (:func:`analysis.mappers.changed_conclusions`) given the R@1 step of one image of the stopping set.
+    Each R@1 names its split: with a separate stopping set (the page: "stopped on val R@1; test R@1
+    reported") the targets and stops are on val and the reported R@1 on test; a table without one (columns
+    ``stopping_split``, ``stop_i2t_R@1``) stopped on the set it reports."""
     from analysis import mappers
 
     claim = float(claim or mappers.CLAIM)
@@ -1161,6 +1164,12 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
     ref = closed[closed["approach"] == ref_name].iloc[0] if (closed["approach"] == ref_name).any() else closed.iloc[0]
     label = str(t["label"].iloc[0]) if "label" in t else str(t["model"].iloc[0]) if "model" in t else "the encoder"
     n_fit, n_eval = int(ref.get("n_fit", 0)), int(ref.get("n_eval", 0))
+    test, stop = mappers._splits(t)
+    separate = "stop_i2t_R@1" in t and "stopping_split" in t and stop != test
+    if not separate:  # stopped on the reported set (a table from before the two were separated says "test")
+        test = stop = test if "split" in t else "test"
+    n_stop = int(ref.get("n_stop", n_eval)) if separate else n_eval
+    stop_col = "stop_i2t_R@1" if separate else "i2t_R@1"
     threads = int(ref["threads"]) if "threads" in ref and ref["threads"] == ref["threads"] else None
     thr = f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
     repeats = _speed_fact(rows, "closed-form", "repeats")
@@ -1169,11 +1178,14 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
     oth = ("; " + ", ".join(f"`{r.approach}` took {_speed_times(r.ratio)}" for r in others.itertuples())
            + f" its time") if len(others) else ""
     r1s = ", ".join(f"`{a}` {v:.3f}" for a, v in zip(closed["approach"], closed["i2t_R@1"]))
+    stop_r1s = ", ".join(f"`{a}` {v:.3f}" for a, v in zip(closed["approach"], closed[stop_col]))
+    held = (f"Image→text R@1 on the {n_eval} {test} images (reported): {r1s}; on the {n_stop} {stop} images "
+            f"(where the gradient-trained mappers stop; {stop} R@1 sets their targets): {stop_r1s}." if separate else
+            f"Held-out image→text R@1 on {n_eval} {test} images: {r1s}.")
     out = [f"On {n_fit:,} fitting pairs ({int(ref.get('dim_x', 0))}-d image → {int(ref.get('dim_y', 0))}-d caption "
            f"embeddings of `{label}`{thr}), `{ref['approach']}` (ReCap's map) fitted in "
-           f"{_speed_secs(float(ref['train_seconds']))}{med}{oth}. Held-out image→text R@1 on {n_eval} test images: "
-           f"{r1s}."]
-    target = float(ref["i2t_R@1"])
+           f"{_speed_secs(float(ref['train_seconds']))}{med}{oth}. {held}"]
+    target = float(ref[stop_col])
     g = t[t["kind"] == "gradient"]
     if g.empty:
         out.append("No gradient-trained mapper was run, so the closed form is compared with nothing trained by "
@@ -1186,7 +1198,10 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
         ms = _speed_fact(rows, str(g["approach"].iloc[0]), "max_seconds")
         budget = (f" ({_speed_int(me)} epochs or {ms:g} s each)" if me is not None and ms is not None else "")
         span = (f"{_speed_times(lo)} to {_speed_times(hi)}" if len(g) > 1 else _speed_times(lo))
-        out.append(f"Trained by Adam until their held-out image→text R@1 reached `{ref['approach']}`'s {target:.3f} "
+        until = (f"their {stop} image→text R@1 reached `{ref['approach']}`'s {stop} R@1 {target:.3f} (stopped on "
+                 f"{stop} R@1; {test} R@1 reported)" if separate else
+                 f"their held-out image→text R@1 reached `{ref['approach']}`'s {target:.3f}")
+        out.append(f"Trained by Adam until {until} "
                    f"or their budget ran out{budget}, the gradient-trained mappers took {span} "
                    f"`{ref['approach']}`'s fit time ({each}"
                    + ("; ≥ marks a mapper stopped by its budget: a lower bound" if any(bounds) else "") + ").")
@@ -1199,14 +1214,16 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
                              f"{_speed_secs(r.train_seconds)})")
                 continue
             r1_end = float(g.loc[r.Index, "i2t_R@1"])
-            why = f"`{r.approach}` did not (stopped by {r.stopped_by}, held-out R@1 {r1_end:.3f} at the end)"
+            end = (f"{test} R@1 {r1_end:.3f} and {stop} R@1 {float(g.loc[r.Index, stop_col]):.3f} at the end"
+                   if separate else f"held-out R@1 {r1_end:.3f} at the end")
+            why = f"`{r.approach}` did not (stopped by {r.stopped_by}, {end})"
             o = own[own["approach"] == r.approach]
             if len(o) and o["target_from"].iloc[0] != ref["approach"]:
                 src = str(o["target_from"].iloc[0])
-                sv = closed[closed["approach"] == src]["i2t_R@1"]
+                sv = closed[closed["approach"] == src][stop_col]
                 if len(sv) and float(sv.iloc[0]) < target:
                     why += (f"; `{src}`, which minimises the same loss in closed form, scores "
-                            f"{float(sv.iloc[0]):.3f} on these test images: below the target")
+                            f"{float(sv.iloc[0]):.3f} on these {stop} images: below the target")
             parts.append(why)
         out.append("Of the gradient-trained mappers, " + "; ".join(parts) + ".")
         if len(own):
@@ -1218,7 +1235,8 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
                     did = (f"reached it after {int(r.steps)} steps, {_speed_times(r.ratio)} `{ref['approach']}`'s time"
                            if mappers._flag(r.reached_target) else
                            f"did not reach it (stopped by {r.stopped_by}; {_speed_times(r.ratio, True)})")
-                    bits.append(f"`{r.approach}` against `{r.target_from}`'s R@1 {r.target_r1:.3f} {did}")
+                    bits.append(f"`{r.approach}` against `{r.target_from}`'s {stop + ' ' if separate else ''}R@1 "
+                                f"{r.target_r1:.3f} {did}")
                 keep = (f" For {names_list(list(same['approach']))} the own-form target is `{ref['approach']}`'s, "
                         "as above." if len(same) else "")
                 out.append("Against the closed form of its own form: " + "; ".join(bits) + "." + keep)
@@ -1260,8 +1278,8 @@ def realign_speed_sentences(table: pd.DataFrame, rows: pd.DataFrame | None = Non
                    f"{_speed_times(v['max_ratio'], v['max_is_bound'])} (`{v['max_approach']}`"
                    f"{', a lower bound' if v['max_is_bound'] else ''}{short}); " + "; ".join(bits) + ".")
     tol = sorted({float(x) for x in table["tolerance"] if float(x) > 0}) if "tolerance" in table else []
-    if n_eval:
-        hit = f"With {n_eval} test images one hit moves R@1 by {1 / n_eval:.3f}"
+    if n_stop:
+        hit = f"With {n_stop} {stop} images one hit moves R@1 by {1 / n_stop:.3f}"
         if tol:
             ch = mappers.changed_conclusions(table, tolerance=tol[0], claim=claim)
             out.append(f"{hit}; with a {tol[0]:g} tolerance on the targets (R@1 − {tol[0]:g}) "
@@ -1484,4 +1502,104 @@ def realign_findings_sentences(verdicts: pd.DataFrame) -> list[str]:
     if len(missing):
         out.append("Not run in this build: " + ", ".join(sorted(set(missing["page"])))
                    + " (their claims are marked not testable until the page runs).")
+    return out
+
+
+# ----------------------------------------------------------------------------- the bridge (realign-bridge)
+def bridge_sentences(rows: pd.DataFrame) -> list[str]:
+    """The bridge page's sentences (:mod:`analysis.bridge`): the verdict with its reason; whether each SCST run
+    raised its own reward on the test images; how often the two captioners wrote the same caption; the findings'
+    verdicts side by side; reward-guided decoding's identical-caption shares. A missing part is named."""
+    from analysis import findings
+
+    out = []
+    v = _of(rows, "verdict")
+    if v.empty:
+        out.append("No bridge verdict was computed in this run.")
+    else:
+        r = v.iloc[0]
+        out.append(f"Does realigning the reward's image side change what SCST teaches the captioner? "
+                   f"`{r['system']}` against `{r['baseline']}`: **{r['verdict']}**: {r['reason']}.")
+    per_seed = _of(rows, "identical captions")
+    seeds = sorted({int(x) for x in per_seed["seed"] if x != -1}) if len(per_seed) else []
+    if len(seeds) == 1:
+        out.append(f"Both captioners trained with the one SCST seed {seeds[0]}: training is deterministic, so they drew "
+                   "the same random numbers and differ only through the reward; a difference is the map's doing in "
+                   "that run, but whether its size holds across seeds is not measured here.")
+    elif seeds:
+        out.append(f"Both captioners trained with SCST seeds {', '.join(map(str, seeds))}; the intervals draw seeds "
+                   "as well as images.")
+    checks = _of(rows, "reward raised")
+    for _, c in checks.iterrows():
+        if c.get("status") != "ok":
+            out.append(f"Whether SCST raised `{c['system']}`'s own reward could not be checked (a system or the XE "
+                       "baseline is missing).")
+            continue
+        raised = "raised" if _held(c.get("raised")) else "did not raise"
+        out.append(f"SCST {raised} `{c['system']}`'s own reward on the test images ({c['measure']} minus XE "
+                   f"{fmt_interval(c['value'], c['low'], c['high'])}).")
+    same = _of(rows, "identical captions", seed=-1)
+    for _, r in same.iterrows():
+        if r["n"]:
+            out.append(f"The two captioners wrote the same caption for {r['value']:.0%} of the test images "
+                       f"(Wilson 95% interval {r['low']:.0%} to {r['high']:.0%}; {int(r['n'])} image × seed pairs).")
+    f = _of(rows, "finding")
+    if len(f):
+        ver = findings.verdicts(f[[c for c in findings.COLUMNS if c in f]])
+        if len(checks) and "raised" in checks:  # a system whose reward was not raised: not testable (as on the page)
+            ver = findings.with_reward_check(ver, checks)
+        systems = list(dict.fromkeys(ver["system"]))
+        for fid, g in ver.groupby("finding", sort=True):
+            cells = {s: g.loc[g.system == s, "verdict"].iloc[0] for s in systems if (g.system == s).any()}
+            if len(cells) < 2:
+                have = "; ".join(f"`{s}`: {x}" for s, x in cells.items())
+                out.append(f"{fid}: only one system was tested ({have}).")
+                continue
+            agree = len(set(cells.values())) == 1
+            out.append(f"{fid}: " + "; ".join(f"`{s}` **{x}**" for s, x in cells.items())
+                       + (" (the same verdict)." if agree else " (the verdicts differ)."))
+    else:
+        out.append("The findings F1–F3 were not tested in this run.")
+    g = _of(rows, "guided", measure="identical captions")
+    if len(g):
+        parts = [f"prior weight {fmt_num(r['weight'])}: {r['value']:.0%} of {int(r['n'])} images" for _, r in
+                 g.sort_values("weight").iterrows()]
+        out.append("Reward-guided decoding over the XE prior (no training) picked the same caption under both rewards "
+                   "for " + "; ".join(parts) + ".")
+    return out
+
+
+# ----------------------------------------------------------------------------- the findings landing page
+def landing_effect(r) -> str:
+    """``"relation correctness falls vs `xe`: −0.12 [−0.20, −0.05], Holm p 0.003"`` from a landing row; ``""`` when
+    the row has no effect (a verdict decided on a page's own grounds, e.g. wall times)."""
+    v = r.get("value", float("nan"))
+    if v != v:
+        return ""
+    test = str(r.get("test") or "")
+    base = f" vs {r['baseline']}" if r.get("baseline") else ""
+    ci = fmt_interval(v, r.get("low", float("nan")), r.get("high", float("nan")))
+    p = r.get("p_holm", float("nan"))
+    return f"{test}{base}: {ci}" + (f", Holm p {fmt_p(p)}" if p == p else "")
+
+
+def landing_sentences(table: pd.DataFrame, missing: list[str]) -> list[str]:
+    """The landing page's summary: per finding of the probe, each system's verdict; per ReCap claim (and the
+    bridge), its verdicts; the pages not run in this build. Every word comes from ``table``
+    (:func:`analysis.landing.landing_table`)."""
+    out = []
+    if table is None or table.empty:
+        out.append("No finding was computed: neither findings page has been run in this build.")
+    else:
+        probe = table[table["page"] == "probe-findings"]
+        for fid, g in probe.groupby("finding", sort=True):
+            cells = "; ".join(f"`{r['system']}` **{r['verdict']}**" for _, r in g.iterrows())
+            out.append(f"The probe's {fid} ({g['claim'].iloc[0]}): {cells}.")
+        other = table[table["page"] != "probe-findings"]
+        for claim, g in other.groupby("claim", sort=False):
+            cells = "; ".join(f"**{r['verdict']}**" + (f" ({r['system']})" if r["system"] else "")
+                              for _, r in g.iterrows())
+            out.append(f"“{claim}” ({g['paper'].iloc[0]}): {cells}.")
+    if missing:
+        out.append("Not run in this build: " + ", ".join(missing) + " (run each, then this page, to fill its rows).")
     return out

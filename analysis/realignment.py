@@ -10,6 +10,9 @@ rows from ``scorer.encode_text("A photo depicts " + caption)``, the text CLIP-S 
   mode their first :data:`~analysis.scorers.training.SMOKE_ITEMS` images, exactly the smoke stand-in's
   training images); for published or local weights (``clip:<arch>/<tag>``) it is ``coco-karpathy``, as in
   ReCap: a user with COCO runs the same code, and without it the error names the dataset and how to supply it.
+  The val splits of the same datasets (``pairs(..., split="val")``, less anything shared with the fitting
+  pairs or the test split) are for choices that must not be made on test (where a gradient-trained mapper
+  stops, :func:`analysis.mappers.run_speed_page`).
 * ``transfer``: the GCompris photos (``gcompris-explore`` and ``gcompris-categories``), which no scorer was
   trained on. They are few, so they are split into :data:`FOLDS` folds; ``fold=k`` fits on the other folds
   and evaluates on fold ``k``, and the diagnostics pool the five held-out folds.
@@ -44,9 +47,11 @@ import pandas as pd
 from analysis import alignment, cache
 from analysis.data.base import normalise_caption
 from analysis.metrics import CLIP_S_PREFIX
+from analysis.prose import ALPHA  # the study's one significance threshold (prose.significant applies it)
 
 RUN = "realignment"
 SETTINGS = ("in-domain", "transfer")
+SPLITS = ("train", "val", "test")  # pairs(split=...): fitting, validation (in-domain only), evaluation
 TRANSFER_DATASETS = ("gcompris-explore", "gcompris-categories")
 PUBLISHED_IN_DOMAIN = "coco-karpathy"
 METHODS = ("procrustes", "lstsq", "ridge", "robust-procrustes")
@@ -225,7 +230,8 @@ def _load(name: str, split: str | None, limit: int | None, scorer):
             raise
         raise DataUnavailable(
             f"the in-domain alignment map of {scorer.name!r} is fitted on the {PUBLISHED_IN_DOMAIN} train split "
-            f"(MS-COCO with the Karpathy split, as ReCap fits on COCO) and evaluated on its test split, but "
+            f"(MS-COCO with the Karpathy split, as ReCap fits on COCO) and evaluated on its test split (its val "
+            f"split is the validation set), but "
             f"{PUBLISHED_IN_DOMAIN} is not on this machine. {e} The transfer setting (GCompris photos) needs no "
             "download: setting='transfer'.") from e
 
@@ -257,7 +263,7 @@ def _items(setting: str, split: str, scorer, smoke: bool) -> list[tuple[str, obj
     from analysis.scorers import training
 
     if setting == "in-domain":
-        limit = (training.SMOKE_ITEMS if split == "train" else SMOKE_TEST_ITEMS) if smoke else None
+        limit = (training.SMOKE_ITEMS if split == "train" else SMOKE_TEST_ITEMS) if smoke else None  # val as test
         names, sp = in_domain_datasets(scorer), split
     else:
         limit, names, sp = (SMOKE_TRANSFER_ITEMS if smoke else None), TRANSFER_DATASETS, None
@@ -354,10 +360,15 @@ def _drop_overlap(fit: Pairs, evaluated: Pairs) -> Pairs:
 def _check(setting: str, split: str, fold, folds: int) -> None:
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; valid: {', '.join(SETTINGS)}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' (the fitting rows) or 'test' (the evaluation rows), got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' (the fitting rows), 'val' (in-domain validation rows, e.g. a "
+                         f"stopping set) or 'test' (the evaluation rows), got {split!r}")
     if setting == "in-domain" and fold is not None:
         raise ValueError("fold applies to the transfer setting only (in-domain fits on train and evaluates on test)")
+    if setting == "transfer" and split == "val":
+        raise ValueError("the transfer setting has no 'val' split: its held-out scheme is the content-grouped folds "
+                         "(split='train' / 'test' with fold=0..folds-1); a validation set exists in-domain only "
+                         "(setting='in-domain', split='val')")
     if setting == "transfer":
         if fold is None and split == "test":
             raise ValueError("transfer evaluation rows are a held-out fold: pass fold=0..folds-1")
@@ -372,14 +383,19 @@ def pairs(scorer_name="clip-mini", setting: str = "in-domain", *, split: str = "
 
     * ``in-domain``: ``split="train"``: every (image, caption) pair of the train splits of the scorer's
       training datasets (COCO Karpathy train for published weights), less any row that shares an image file
-      or a normalised caption with the test split; ``split="test"``: every pair of the test splits.
+      or a normalised caption with the test split; ``split="val"``: every pair of the val splits of the same
+      datasets, less any row that shares an image file or a normalised caption with the test split or with
+      the ``train`` fitting pairs (a selection set, e.g. where a gradient-trained mapper stops,
+      :func:`analysis.mappers.run_speed_page`, so that nothing is chosen on the test split);
+      ``split="test"``: every pair of the test splits.
     * ``transfer``: the GCompris photos in ``folds`` content-grouped folds (``seed`` draws them,
       :func:`assign_folds`); ``split="test"`` is fold ``fold``, ``split="train"`` the other folds (every
       photo when ``fold`` is None: the map a metric uses), less any row overlapping the held-out fold.
+      There is no ``split="val"`` (``ValueError``): the folds are the held-out scheme there.
 
     ``scorer_name``: a registered dual-encoder name or a scorer object (embedded stand-ins are built with
-    ``smoke``/``seed``). Smoke mode: the smoke stand-in's training images, :data:`SMOKE_TEST_ITEMS` test
-    images per dataset, :data:`SMOKE_TRANSFER_ITEMS` photos per GCompris dataset.
+    ``smoke``/``seed``). Smoke mode: the smoke stand-in's training images, :data:`SMOKE_TEST_ITEMS` val and
+    test images per dataset, :data:`SMOKE_TRANSFER_ITEMS` photos per GCompris dataset.
     """
     _check(setting, split, fold, folds)
     scorer = _scorer(scorer_name, smoke, seed)
@@ -403,8 +419,12 @@ def _pairs(scorer, setting, split, fold, folds, smoke, seed, prefix, progress) -
         items = _items(setting, split, scorer, smoke)
         p, _ = _embed(scorer, items, prefix, progress, {**prov, "datasets": list(in_domain_datasets(scorer)),
                                                         "dataset_split": split})
+        test = _content_only(_items(setting, "test", scorer, smoke))
         if split == "train":
-            p = _drop_overlap(p, _content_only(_items(setting, "test", scorer, smoke)))
+            p = _drop_overlap(p, test)
+        elif split == "val":  # no row of the test split or of the fitting pairs (train less its test overlap)
+            fit = _drop_overlap(_content_only(_items(setting, "train", scorer, smoke)), test)
+            p = _drop_overlap(p, _join(test, fit))
         return _with_counts(p)
     items = _items(setting, split, scorer, smoke)
     shas = [_sha(it.path) for _, it in items]
@@ -425,6 +445,13 @@ def _content_only(items: list[tuple[str, object]]) -> Pairs:
     rows = [(f"{n}/{it.id}", sha, c, n) for (n, it), sha in zip(items, shas) for c in it.captions]
     return Pairs(np.zeros((len(rows), 0)), np.zeros((len(rows), 0)), [r[0] for r in rows], [r[1] for r in rows],
                  [r[2] for r in rows], [r[3] for r in rows], np.zeros(len(rows), dtype=bool))
+
+
+def _join(a: Pairs, b: Pairs) -> Pairs:
+    """The content keys of ``a`` and ``b`` together, no embeddings (for :func:`_drop_overlap`)."""
+    return Pairs(np.zeros((len(a) + len(b), 0)), np.zeros((len(a) + len(b), 0)), a.image_ids + b.image_ids,
+                 a.image_sha256 + b.image_sha256, a.captions + b.captions, a.datasets + b.datasets,
+                 np.zeros(len(a) + len(b), dtype=bool))
 
 
 def _with_counts(p: Pairs) -> Pairs:
@@ -866,7 +893,6 @@ VERDICTS = {
     "inconclusive": "the test was run here and cannot decide it (e.g. a time budget ran out first)",
     "not testable offline": "it needs published weights or data that cannot be had here (or a page was not run)",
 }
-ALPHA = 0.05
 #: the caption metrics a captioning verdict rests on: the n-gram metrics and sg-f1 against held-out references
 #: (aCLIP-S / CLIP-S favour the systems whose retrieval maximised them, by construction)
 CAPTION_EVIDENCE = ("cider-d", "bleu-4", "meteor", "rouge-l", "sg-f1")
@@ -878,7 +904,7 @@ OFFLINE_CLAIMS = (
      "needs VizWiz / MSRVTT and CLIP weights"),
 )
 PAGES = {"method": "realign-method", "speed": "realign-speed", "captions": "realign-captions",
-         "metrics": "realign-metrics"}
+         "metrics": "realign-metrics", "bridge": "realign-bridge"}
 
 
 def _verdict_row(claim: str, source: str, verdict: str, reason: str, *, page: str, setting: str = "",
@@ -897,7 +923,15 @@ def _missing(claim: str, source: str, page: str, setting: str = "") -> dict:
 
 
 def _significant(value, p_holm, sign: int) -> bool:
-    return bool(np.isfinite(value) and np.isfinite(p_holm) and p_holm <= ALPHA and np.sign(value) == sign)
+    """A change in direction ``sign`` (+1 a gain, −1 a loss) that passes the study's one threshold rule
+    (:func:`analysis.prose.significant`: Holm-corrected ``p ≤ α``): ``significant and sign · value > 0``.
+
+    >>> _significant(0.1, 0.01, +1), _significant(0.1, 0.01, -1), _significant(0.1, 0.2, +1)
+    (True, False, False)
+    """
+    from analysis.prose import significant
+
+    return bool(significant({"p_holm": p_holm}) and np.isfinite(value) and sign * value > 0)
 
 
 def alignment_verdicts(method_rows: pd.DataFrame | None) -> list[dict]:
@@ -1072,17 +1106,34 @@ def metric_verdicts(metric_rows: pd.DataFrame | None) -> list[dict]:
     return out
 
 
-def _read_page(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
-    """The result table of page ``name`` from this run's destination folder (None when it is not there, or when
-    it was written at another size or seed than this run's: a smoke table never decides a full-size verdict)."""
-    from analysis import results
+#: the bridge page's verdicts (analysis.bridge.bridge_verdict) in this page's vocabulary
+BRIDGE_VERDICTS = {"realignment changes what the captioner learns": "holds", "no detectable change": "does not hold here",
+                   "not testable here": "inconclusive"}
 
-    base = results.destination_dir() / name
-    if not (base.with_suffix(".parquet").exists() or base.with_suffix(".csv").exists()):
-        return None
-    df = results.read(base)
-    same = len(df) and bool(df["smoke"].all()) == bool(smoke) and set(df["seed"].astype(int)) == {int(seed)}
-    return df if same else None
+
+def bridge_verdicts(bridge_rows: pd.DataFrame | None) -> list[dict]:
+    """The study's bridge question (not a ReCap claim: :mod:`analysis.bridge`), from the bridge page's ``verdict``
+    row: "realignment changes what the captioner learns" → holds; "no detectable change" → does not hold here;
+    "not testable here" (an SCST run did not raise its own reward) → inconclusive. The reason is the page's."""
+    claim = "Realigning the reward's image side changes what an SCST captioner learns to say"
+    source = "this study's bridge between Ma et al. 2022 and ReCap"
+    if bridge_rows is None or "analysis" not in bridge_rows:
+        return [_missing(claim, source, PAGES["bridge"])]
+    v = bridge_rows[bridge_rows["analysis"] == "verdict"]
+    if v.empty or v["verdict"].iloc[0] not in BRIDGE_VERDICTS:
+        return [_missing(claim, source, PAGES["bridge"])]
+    r = v.iloc[0]
+    return [_verdict_row(claim, source, BRIDGE_VERDICTS[r["verdict"]], f"{r['verdict']}: {r['reason']}",
+                         page=PAGES["bridge"], setting=f"{r['system']} vs {r['baseline']}",
+                         measure="significant differences", value=float(r["value"]))]
+
+
+def _read_page(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
+    """The result table of page ``name`` from this run's destination folder (:func:`analysis.landing.read_page`:
+    None when missing or written at another size or seed)."""
+    from analysis.landing import read_page
+
+    return read_page(name, smoke, seed)
 
 
 def _read_timings(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
@@ -1099,23 +1150,24 @@ def _read_timings(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
     return df
 
 
-def findings_rows(method=None, speed=None, captions=None, metrics=None) -> pd.DataFrame:
-    """Every verdict row from the four pages' tables (None: that page was not run)."""
+def findings_rows(method=None, speed=None, captions=None, metrics=None, bridge=None) -> pd.DataFrame:
+    """Every verdict row from the five pages' tables (None: that page was not run)."""
     return pd.DataFrame(alignment_verdicts(method) + speed_verdicts(speed) + caption_verdicts(captions)
-                        + metric_verdicts(metrics))
+                        + metric_verdicts(metrics) + bridge_verdicts(bridge))
 
 
 def run_findings(*, smoke: bool = False, seed: int = 0, n_boot: int = 1000):
     """The Realignment part's findings: a computed verdict (:data:`VERDICTS`) for each ReCap claim, read from the
     result tables the part's other pages wrote in this run's destination folder (run them first: ``python -m
-    analysis run realign-method realign-speed realign-captions realign-metrics realign-findings``). ``n_boot``
+    analysis run realign-method realign-speed realign-captions realign-metrics realign-bridge realign-findings``). ``n_boot``
     is kept for the page's declared parameters; the intervals are the other pages' own."""
     from analysis import prose, results
     from analysis.probe import Page
 
     t0 = time.perf_counter()
     v = findings_rows(_read_page(PAGES["method"], smoke, seed), _read_timings(PAGES["speed"], smoke, seed),
-                      _read_page(PAGES["captions"], smoke, seed), _read_page(PAGES["metrics"], smoke, seed))
+                      _read_page(PAGES["captions"], smoke, seed), _read_page(PAGES["metrics"], smoke, seed),
+                      _read_page(PAGES["bridge"], smoke, seed))
     timed = v["page"] == PAGES["speed"]  # verdicts decided on wall times: the timings file, never the rows
     recs = v[~timed].assign(metric=[m or "verdict" for m in v.loc[~timed, "measure"]]).drop(
         columns=["measure"]).to_dict("records")

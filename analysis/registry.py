@@ -354,6 +354,10 @@ METRICS = Registry("metric", [
 
 # --------------------------------------------------------------------------- notebooks
 NOTEBOOKS = Registry("notebook", [
+    # The landing page comes first in the book but runs last (meta "runs_last": it reads the findings pages' tables)
+    Entry("findings", "analysis.landing:run_landing",
+          "Findings: each finding of both papers with its computed verdict, effect size, interval and page",
+          {"template": "book/notebooks/findings.ipynb", "part": "Findings", "runs_last": True}),
     Entry("data", "analysis.datacards:run_datacards",
           "Data and models: a card per embedded dataset (source, licence, counts, lengths, examples)",
           {"template": "book/notebooks/data.ipynb", "part": "Data and models"}),
@@ -399,6 +403,10 @@ NOTEBOOKS = Registry("notebook", [
           "Realignment, metrics: aCLIP-S and RefaCLIP-S against the other metrics on rule-made judgement sets "
           "(and the human sets for a user with the data), noise robustness",
           {"template": "book/notebooks/realign_metrics.ipynb", "part": "Realignment"}),
+    Entry("realign-bridge", "analysis.bridge:run_bridge",
+          "Realignment, bridge to the probe: SCST and reward-guided decoding with aCLIP-S against CLIP-S as the "
+          "reward; does realignment change what the captioner learns to say?",
+          {"template": "book/notebooks/realign_bridge.ipynb", "part": "Realignment"}),
     Entry("realign-findings", "analysis.realignment:run_findings",
           "Realignment, findings: a computed verdict for each ReCap claim tested here",
           {"template": "book/notebooks/realign_findings.ipynb", "part": "Realignment"}),

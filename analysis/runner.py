@@ -268,7 +268,10 @@ def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None
                             "parameters": params, "smoke": smoke, "published": publish,
                             "variant": None if publish else page.parent.name,
                             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    env = {"STUDY_RESULTS": str(tmp / "results"), "STUDY_RESULTS_DEST": str(results.resolve())}
+    env = {"STUDY_RESULTS": str(tmp / "results"), "STUDY_RESULTS_DEST": str(results.resolve()),
+           # figures are drawn into the page whatever this process uses (MPLBACKEND=Agg in the tests or a headless
+           # shell would leave "<Figure size ... with 0 Axes>" text and no image in the kernel's output)
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     path = os.pathsep.join([*plugin_paths(), *filter(None, [os.environ.get("PYTHONPATH")])])
     if path:  # the kernel runs in another folder: it must find the plugins where this process found them
         env["PYTHONPATH"] = path
@@ -313,9 +316,16 @@ def _flags(name: str, params: dict) -> str:
     return out
 
 
+def run_order(names: list[str]) -> list[str]:
+    """``names`` in the order given, except that pages whose entry says ``runs_last`` (they read the other pages'
+    tables, e.g. the findings landing page, first in the book) run after the rest, in the order given."""
+    last = [n for n in names if NOTEBOOKS.entry(n).meta.get("runs_last")]
+    return [n for n in names if n not in last] + last
+
+
 def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict | None = None,
         publish: bool | None = None, log_output: bool | None = None) -> dict[str, Outcome]:
-    """Run notebooks in registry order (all when ``names`` is empty); return ``{name: Outcome}``.
+    """Run notebooks in run order (:func:`run_order`; all when ``names`` is empty); return ``{name: Outcome}``.
 
     Every name and parameter is checked (:func:`analysis.parameters.check_many`) before any kernel starts;
     each notebook gets the parameters it declares. ``publish`` as in :func:`run_notebook`.
@@ -323,6 +333,7 @@ def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict |
     names = names or NOTEBOOKS.names()
     for n in names:
         NOTEBOOKS.entry(n)  # unknown names fail before anything runs
+    names = run_order(names)
     checked = params_mod.check_many(names, parameters or {})
     if publish and is_repository(root) and any(p.get("smoke") for p in checked.values()):
         raise RunRefused("smoke pages never become the repository's book pages; drop --publish (smoke runs go to "

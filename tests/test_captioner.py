@@ -95,6 +95,26 @@ def test_sample_shapes_mask_and_logprobs_match_teacher_forcing(tiny):
     assert model.feat_proj.weight.grad is not None and model.feat_proj.weight.grad.abs().sum() > 0
 
 
+def test_sequence_logprobs_equal_the_samplers_and_their_gradients(tiny):
+    """SCST draws without a graph and recomputes log-probabilities by one teacher-forced pass: the values (masked
+    positions 0) and the gradient of an advantage-weighted loss equal those of the sampler's own log-probabilities."""
+    model, _, feats = tiny
+    k = 3
+    ids, lp, mask = model.sample(feats, k, TINY.max_len, generator=torch.Generator().manual_seed(2))
+    tf = model.sequence_logprobs(feats, ids, mask, k)
+    torch.testing.assert_close(tf, lp, atol=1e-5, rtol=1e-5)
+    assert (tf[~mask] == 0).all() and tf.requires_grad
+    adv = torch.linspace(-1, 1, ids.shape[0])
+    grads = []
+    for v in (lp, tf):
+        model.zero_grad()
+        (-(adv * (v * mask).sum(1)).mean()).backward(retain_graph=True)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="same"):
+        model.sequence_logprobs(feats, ids, mask[:, :-1], k)
+
+
 def test_sample_rows_are_contiguous_per_image(tiny):
     model, _, feats = tiny
     ids, lp, mask = model.sample(feats, 3, greedy=True)

@@ -163,3 +163,20 @@ def test_metrics_benchmark_smoke_reports_ratio_and_equal_values():
     assert row["equal_ok"] is True and row["max_abs_diff"] <= 1e-6
     assert row["corpus_mean_fast"] == pytest.approx(row["corpus_mean_pycoco"], abs=1e-6)
     assert "metrics" in bench.BENCHMARKS and "scorers" in bench.BENCHMARKS
+
+
+def test_scores_do_not_depend_on_the_string_hash_seed():
+    """The n-gram vocabulary (hence the order of every float sum) follows sorted n-grams, not a set's hash order,
+    so two processes with different PYTHONHASHSEED give bit-identical scores (the smoke book's byte-identical test
+    once failed on a last-bit difference here)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from analysis.cider import CiderD; c = CiderD([['a cat on a mat', 'the cat sat'], ['two dogs run', "
+            "'a dog runs fast'], ['red ball on grass', 'a ball']]); print(repr(c.score(['a cat sat on the mat', "
+            "'dogs run fast', 'a red ball'], [['a cat on a mat', 'the cat sat'], ['two dogs run', 'a dog runs fast'], "
+            "['red ball on grass', 'a ball']]).tolist()), list(c._vocab)[:20])")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2, 3, 4)}
+    assert len(outs) == 1, outs

@@ -181,6 +181,22 @@ def test_checkpoint_train_seconds(tmp_path):
     with pytest.raises(KeyError, match="log.seconds"):
         checkpoint_train_seconds(tmp_path)
 
+def test_both_held_out_sets_are_off_the_training_clock(with_stop, monkeypatch):
+    x, y, xe, ye, xs, ys = with_stop
+    real, pause, calls = mappers.evaluate_map, 0.05, []
+
+    def slow(pred, y_eval, positives=None):
+        calls.append(len(pred))
+        time.sleep(pause)
+        return real(pred, y_eval, positives)
+
+    monkeypatch.setattr(mappers, "evaluate_map", slow)
+    _, log = train_linear_map(x[:500], y[:500], x_eval=xe, y_eval=ye, x_stop=xs, y_stop=ys, max_epochs=2,
+                              batch_size=100, eval_every=5, max_seconds=60, progress=False)
+    assert len(log.rows) == 3 and sorted(set(calls)) == [200, 500] and len(calls) == 6  # both sets, each check
+    assert log.eval_seconds >= 6 * pause and log.train_seconds < 3 * pause
+
+
 def test_eval_positives_count_duplicate_captions():
     """Two held-out images share one caption text: with the mask, either caption is a hit (hand-computed)."""
     pred = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -204,6 +220,83 @@ def test_run_speed_own_form_targets(hard):
     assert df.loc["adam-mlp", "target_r1"] == df.loc["procrustes", "i2t_R@1"]
     with pytest.raises(ValueError, match="own-form"):
         run_speed(x, y, xe, ye, targets="own", progress=False)
+
+
+# ----------------------------------------------------------------------------- a separate stopping set
+def numpy_r1(pred, y):
+    """i2t R@1 with numpy alone (cosine, row i's caption is row i; continuous data: no ties)."""
+    p = pred / np.linalg.norm(pred, axis=1, keepdims=True)
+    t = y / np.linalg.norm(y, axis=1, keepdims=True)
+    S = p.astype(np.float64) @ t.astype(np.float64).T
+    return float((S.argmax(1) == np.arange(len(S))).mean())
+
+
+@pytest.fixture(scope="module")
+def with_stop(easy):
+    """``easy`` plus a stopping set that differs from the evaluation set: 200 of its images with much noisier
+    captions, so every map scores lower there (Procrustes about 0.5 against about 0.95)."""
+    x, y, xe, ye = easy
+    g = np.random.default_rng(5)
+    return x, y, xe, ye, xe[:200].copy(), (ye[:200] + 1.5 * g.standard_normal((200, 32))).astype(np.float32)
+
+
+def test_gradient_mapper_stops_on_the_stopping_set_and_reports_the_eval_set(with_stop):
+    x, y, xe, ye, xs, ys = with_stop
+    U, _, Vt = np.linalg.svd(x.astype(np.float64).T @ y.astype(np.float64))  # Procrustes with numpy alone
+    target = numpy_r1(xs @ (U @ Vt), ys)
+    assert target < numpy_r1(xe @ (U @ Vt), ye) - 0.2  # the two sets really differ
+    W, log = train_linear_map(x, y, x_eval=xe, y_eval=ye, x_stop=xs, y_stop=ys, target_r1=target, eval_every=2,
+                              max_epochs=30, max_seconds=30, progress=False)
+    assert log.reached_target and log.separate_stop and log.settings["n_stop"] == 200
+    f = log.frame()
+    # it stopped at the first check whose STOPPING-set R@1 reached the target ...
+    assert f.r1.iloc[-1] >= target and (f.r1.iloc[:-1] < target).all()
+    # ... although the eval-set R@1 had passed it much earlier: it did not stop on the eval set
+    assert (f.eval_r1.iloc[:-1] >= target).any()
+    assert log.r1 == pytest.approx(numpy_r1(xs @ W, ys), abs=1.5 / 200)
+    assert log.eval_r1 == pytest.approx(numpy_r1(xe @ W, ye), abs=1.5 / 500)
+    with pytest.raises(ValueError, match="both x_stop and y_stop"):
+        train_linear_map(x, y, x_eval=xe, y_eval=ye, x_stop=xs, progress=False)
+    with pytest.raises(ValueError, match="stop_positives was given"):
+        train_linear_map(x, y, x_eval=xe, y_eval=ye, stop_positives=np.eye(200, dtype=bool), progress=False)
+    with pytest.raises(ValueError, match="x_stop/y_stop must have the dimensions"):
+        train_linear_map(x, y, x_eval=xe, y_eval=ye, x_stop=xs[:, :8], y_stop=ys, progress=False)
+
+
+def test_run_speed_targets_and_stops_on_the_stopping_set(with_stop):
+    x, y, xe, ye, xs, ys = with_stop
+    logs = {}
+    df = run_speed(x, y, xe, ye, x_stop=xs, y_stop=ys, methods=("procrustes", "lstsq"), gradient=("linear",),
+                   eval_every=2, max_epochs=30, max_seconds=30, split="test", stop_split="val", logs=logs,
+                   progress=False).set_index("approach")
+    U, _, Vt = np.linalg.svd(x.astype(np.float64).T @ y.astype(np.float64))
+    ref = df.loc["procrustes"]
+    assert ref["stop_i2t_R@1"] == pytest.approx(numpy_r1(xs @ (U @ Vt), ys), abs=1.5 / 200)
+    assert ref["i2t_R@1"] == pytest.approx(numpy_r1(xe @ (U @ Vt), ye), abs=1.5 / 500)
+    lin = df.loc["adam-linear"]
+    assert lin.target_r1 == ref["stop_i2t_R@1"]  # R* = the closed form's R@1 on the STOPPING set
+    assert lin.reached_target and lin["stop_i2t_R@1"] >= lin.target_r1
+    f = logs["adam-linear"].frame()
+    stop_row = f[f.step == lin.steps].iloc[0]
+    assert (f[f.step < lin.steps].r1 < lin.target_r1).all()  # the first stopping-set crossing
+    assert (lin["i2t_R@1"], lin["stop_i2t_R@1"]) == (stop_row.eval_r1, stop_row.r1)  # reported: the eval set's
+    assert lin["i2t_R@1"] > lin["stop_i2t_R@1"] + 0.2
+    assert set(df.stopping_split) == {"val"} and set(df.split) == {"test"} and (df.n_stop == 200).all()
+    assert "stopped on val R@1, test R@1 reported" in lin.notes
+    tidy = as_tidy(df.reset_index())
+    assert set(tidy[tidy.metric.str.startswith("stop_")].split) == {"val"}
+    assert set(tidy[tidy.metric.isin(["i2t_R@1", "t2i_R@1"])].split) == {"test"}
+
+
+def test_run_speed_without_a_stopping_set_stops_on_the_eval_set_and_says_so(hard):
+    x, y, xe, ye = hard
+    df = run_speed(x, y, xe, ye, gradient=("linear",), max_epochs=2, split="test", progress=False)
+    assert set(df.stopping_split) == {"test"} and (df.n_stop == df.n_eval).all()
+    g = df[df.kind != "captioner"]
+    assert (g["stop_i2t_R@1"] == g["i2t_R@1"]).all() and (g["stop_t2i_R@1"] == g["t2i_R@1"]).all()
+    assert df.target_r1.iloc[0] == df["i2t_R@1"].iloc[0]
+    assert "no separate stopping set" in df.notes.iloc[-1]
+    assert set(run_speed(x, y, xe, ye, gradient=(), progress=False).stopping_split) == {"eval"}
 
 
 # ----------------------------------------------------------------------------- reading a run at another target
@@ -425,6 +518,7 @@ def test_speed_page_rows_are_deterministic_and_timing_free(hard, tmp_path):
     t = page.timings
     assert isinstance(t, pd.DataFrame) and len(t) == 4 * 8  # 4 variants × (4 closed forms, 3 mappers, captioner)
     assert {"train_seconds", "ratio", "reached_target", "lower_bound", "stopped_by", "label", "smoke"} <= set(t.columns)
+    assert set(t.stopping_split) == {"test"} and "stop_i2t_R@1" not in set(rows.metric)  # no stopping set given
     assert t.loc[t.approach == "xe-captioner", "train_seconds"].eq(12.0).all()
     assert set(page.frames["curves"].approach) == {"adam-linear", "adam-orthogonal", "adam-mlp"}
     assert page.sentences and page.tables["reference"].shape[0] == 8
@@ -434,6 +528,33 @@ def test_speed_page_rows_are_deterministic_and_timing_free(hard, tmp_path):
                               gradient=("linear",))
     assert "xe-captioner" not in set(none.timings.approach)
     assert none.rows[(none.rows.approach == "xe-captioner")].metric.tolist() == ["available"]
+
+
+def test_speed_page_stops_on_val_and_reports_test(with_stop):
+    x, y, xe, ye, xs, ys = with_stop
+    info = {"model": "synthetic", "label": "synthetic (test)", "source": "none", "pretrained": ""}
+    page = mappers.speed_page(FakePairs(x, y), FakePairs(xe, ye), np.eye(len(xe), dtype=bool),
+                              stop=FakePairs(xs, ys), stop_positives=np.eye(len(xs), dtype=bool), info=info,
+                              smoke=True, max_epochs=2, max_seconds=30, hidden=8, repeats=2, gradient=("linear",),
+                              methods=("procrustes",), progress=False)
+    rows = page.rows.set_index(["kind", "metric"])
+    assert rows.loc[("closed-form", "i2t_R@1"), "split"] == "test"
+    assert rows.loc[("closed-form", "stop_i2t_R@1"), "split"] == "val"
+    assert set(page.rows[page.rows.metric == "target_r1"].split) == {"val"}
+    assert rows.loc[("data", "n_stop"), "value"] == len(xs) and rows.loc[("data", "n_stop"), "split"] == "val"
+    assert rows.loc[("data", "n_eval"), "split"] == "test"
+    assert {"test i2t R@1", "val i2t R@1", "target (val R@1)"} <= set(page.tables["reference"].columns)
+    assert {"eval_r1", "r1"} <= set(page.frames["curves"].columns)
+    text = " ".join(page.sentences)
+    assert "stopped on val R@1; test R@1 reported" in text and f"on the {len(xs)} val images" in text
+    assert f"With {len(xs)} val images one hit moves R@1" in text
+    import matplotlib.pyplot as plt
+
+    from analysis import plots
+
+    fig = plots.speed_comparison(page.timings, page.frames["curves"])
+    assert fig.axes[1].get_ylabel().startswith("test image→text R@1") and "stopped on val" in fig.axes[1].get_ylabel()
+    plt.close(fig)
 
 
 def test_checkpoint_record(tmp_path):

@@ -91,13 +91,16 @@ def toc_files():
 
 
 def test_toc_and_notebook_registry_agree():
-    """Every registered page (variant pages included) is in the TOC and vice versa, in registry order (which is
-    the run order), each under the part its entry names."""
+    """Every registered page (variant pages included) is in the TOC and vice versa, in registry order, each under the
+    part its entry names; the run order is the registry order with the ``runs_last`` pages (the findings landing
+    page, first in the book) moved to the end."""
     files, root = toc_files()
     generated = [f.removeprefix("book/generated/") for f in files if f.startswith("book/generated/")]
     assert generated == NAMES
     assert runner.toc_pages(ROOT) == NAMES
     assert (ROOT / f"{root}.md").is_file()
+    assert runner.run_order(NAMES) == [n for n in NAMES if n != "findings"] + ["findings"]
+    assert runner.run_order(["findings", "data"]) == ["data", "findings"]
     for f in files:
         assert f.startswith("book/generated/") or (ROOT / f"{f}.md").is_file(), f
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -227,7 +230,30 @@ def test_realign_findings_read_every_page_of_the_smoke_book(smoke_book):
     folder = root / "book" / "generated" / "results"
     v = results.read(folder / "realign-findings")
     assert len(v) and not v["reason"].str.contains("has not been run").any(), v[["claim", "reason"]]
-    assert {"realign-method", "realign-captions", "realign-metrics"} <= set(v["page"])
+    assert {"realign-method", "realign-captions", "realign-metrics", "realign-bridge"} <= set(v["page"])
     assert "realign-speed" not in set(v["page"])
     timings = (folder / ("realign-findings" + results.TIMINGS_SUFFIX)).read_text()
     assert "speed verdict" in timings and "has not been run" not in timings
+
+
+def test_findings_landing_page_matches_the_findings_tables(smoke_book):
+    """The landing page of the smoke book read the two findings pages' tables (neither is missing) and its rows carry
+    their verdicts and numbers unchanged; the page shows every verdict."""
+    import numpy as np
+
+    from analysis import landing
+
+    root, _ = smoke_book
+    folder = root / "book" / "generated" / "results"
+    land = results.read(folder / "findings")
+    probe, realign = results.read(folder / "probe-findings"), results.read(folder / "realign-findings")
+    want = landing.landing_table(probe, realign)
+    assert len(land) == len(want) > 0 and set(land["page"]) >= {"probe-findings", "realign-method"}
+    assert land["verdict"].tolist() == want["verdict"].tolist()
+    np.testing.assert_allclose(land["value"].to_numpy(float), want["value"].to_numpy(float), equal_nan=True)
+    rf = land[land["page"] != "probe-findings"]
+    assert rf["verdict"].tolist() == realign["verdict"].tolist() and rf["claim"].tolist() == realign["claim"].tolist()
+    text = page_text(root, "findings")
+    assert "Not run in this build" not in text
+    for v in set(land["verdict"]):
+        assert v in text, v

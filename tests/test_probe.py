@@ -271,3 +271,23 @@ def test_measure_rows_on_the_smoke_split_score_references_like_systems_where_the
     images = [probe._image(p) for p in s.test.paths[:6]]
     direct = scorer.score(images, list(xe["caption"][:6]))
     assert np.allclose(xe["score:uniter-mini"][:6], direct, atol=5e-3)
+
+
+def test_other_pages_systems_are_known_to_the_tables_but_not_probe_runs():
+    """A page for another reward (or the Realignment bridge) registers its systems with register_system: the tables
+    can name them, the probe's own runs (SYSTEMS, all_systems) stay as they are, and a clash is refused."""
+    from analysis import bridge
+
+    before = list(probe.all_systems(False))
+    (sy,) = probe.page_systems("lxmert-mini+neg")
+    raw, aligned = bridge.bridge_systems("clip-mini")
+    assert probe.known_system("lxmert-mini+neg") is sy and probe.known_system(aligned.name) is aligned
+    assert sy.name not in probe.SYSTEMS and aligned.name not in probe.SYSTEMS
+    assert probe.all_systems(False) == before
+    assert probe.runs([raw.name, aligned.name], True) == [(raw.name, 0), (aligned.name, 0)]
+    assert "aCLIP-S" in probe.label_of(aligned.name) and "stand-in" in probe.label_of(aligned.name)
+    assert probe.register_system(raw) is raw  # the same system again is fine
+    with pytest.raises(ValueError, match="already registered"):
+        probe.register_system(probe.System(raw.name, "clip-mini", "dual encoder", "x"))
+    with pytest.raises(KeyError, match="register_system"):
+        probe.runs(["no-such-system"], True)

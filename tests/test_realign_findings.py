@@ -37,7 +37,8 @@ def test_a_page_that_was_not_run_is_not_testable_and_named():
     assert set(v["verdict"]) == {"not testable offline"}
     assert {"realign-method", "realign-speed", "realign-captions", "realign-metrics"} <= set(v["page"])
     text = " ".join(prose.realign_findings_sentences(v))
-    assert "Not run in this build: realign-captions, realign-method, realign-metrics, realign-speed" in text
+    assert ("Not run in this build: realign-bridge, realign-captions, realign-method, realign-metrics, realign-speed"
+            in text)
     only_transfer = pd.DataFrame(R.alignment_verdicts(method_rows(setting_rows=("transfer",))))
     assert list(only_transfer["verdict"]) == ["not testable offline", "holds"]
 
@@ -122,3 +123,22 @@ def test_metric_verdicts_label_rule_made_sets_and_missing_human_data():
 def test_an_unknown_verdict_is_refused():
     with pytest.raises(ValueError, match="unknown verdict"):
         R._verdict_row("c", "s", "reproduced", "r", page="p")
+
+
+@pytest.mark.parametrize("bridge, verdict", [("realignment changes what the captioner learns", "holds"),
+                                             ("no detectable change", "does not hold here"),
+                                             ("not testable here", "inconclusive")])
+def test_bridge_verdicts_map_the_bridge_pages_verdict(bridge, verdict):
+    rows = pd.DataFrame([{"analysis": "summary", "system": "xe", "value": 1.0},
+                         {"analysis": "verdict", "system": "aclip-s:clip-mini", "baseline": "clip-s:clip-mini",
+                          "verdict": bridge, "reason": "because", "value": 2.0}])
+    (row,) = R.bridge_verdicts(rows)
+    assert row["verdict"] == verdict and row["reason"] == f"{bridge}: because" and row["page"] == "realign-bridge"
+    assert row["setting"] == "aclip-s:clip-mini vs clip-s:clip-mini" and row["value"] == 2.0
+    assert "not a ReCap claim" not in row["claim"] and "bridge" in row["source_of_claim"]
+
+
+def test_a_missing_bridge_page_is_named():
+    for rows in (None, pd.DataFrame({"analysis": ["summary"], "value": [1.0]})):
+        (row,) = R.bridge_verdicts(rows)
+        assert row["verdict"] == "not testable offline" and "realign-bridge" in row["reason"]

@@ -223,6 +223,51 @@ def test_fit_rows_are_disjoint_from_evaluation_rows_by_content(setting, fold):
     assert amap.provenance["n"] == len(fit) and amap.provenance["source"]["setting"] == setting
 
 
+def test_val_rows_share_no_content_with_train_or_test():
+    """The in-domain val split (where the speed page's gradient mappers stop) shares no image file and no
+    normalised caption with the fitting pairs or the test split, at smoke size (SMOKE_TEST_ITEMS per dataset)."""
+    val = realignment.pairs("clip-mini", "in-domain", split="val", smoke=True, progress=False)
+    fit = realignment.pairs("clip-mini", "in-domain", split="train", smoke=True, progress=False)
+    test = realignment.pairs("clip-mini", "in-domain", split="test", smoke=True, progress=False)
+    assert val.n_images == 2 * realignment.SMOKE_TEST_ITEMS and len(val) >= val.n_images
+    assert val.provenance["split"] == "val" and val.provenance["dropped_overlap"] == 0
+    (hv, cv) = val.content()
+    for other in (fit, test):
+        (ho, co) = other.content()
+        assert not hv & ho and not cv & co
+        assert not set(val.image_ids) & set(other.image_ids)
+    assert positives(val).shape == (val.n_images, val.n_images)
+
+
+def test_val_drops_rows_that_overlap_train_or_test(monkeypatch):
+    """Constructed: a val item reusing a test image file and one reusing a train caption are dropped by row."""
+    from types import SimpleNamespace
+
+    sc = registry.build_scorer("clip-mini", smoke=True, seed=0)
+    tr = realignment._items("in-domain", "train", sc, True)
+    te = realignment._items("in-domain", "test", sc, True)
+    va = realignment._items("in-domain", "val", sc, True)
+    (n0, a), (n1, b) = va[0], va[1]
+    odd = [(n0, SimpleNamespace(id="x", path=te[0][1].path, captions=["a caption seen nowhere else"])),
+           (n1, SimpleNamespace(id="y", path=b.path, captions=[tr[0][1].captions[0].upper(), "kept"]))]
+    real = realignment._items
+    monkeypatch.setattr(realignment, "_items",
+                        lambda setting, split, scorer, smoke: odd + va[2:] if split == "val" else real(setting, split,
+                                                                                                  scorer, smoke))
+    # content only: nothing is encoded, so nothing new goes into the shared cache
+    monkeypatch.setattr(realignment, "_embed", lambda scorer, items, prefix, progress, prov: (
+        realignment.replace(realignment._content_only(items), provenance=prov), None))
+    saved = realignment._MEMO.pop("pairs", None)
+    try:
+        p = realignment.pairs(sc, "in-domain", split="val", smoke=True, progress=False)
+    finally:
+        realignment._MEMO.pop("pairs", None)
+        if saved is not None:
+            realignment._MEMO["pairs"] = saved
+    assert p.provenance["dropped_overlap"] == 2 and "kept" in p.captions
+    assert "a caption seen nowhere else" not in p.captions
+
+
 def test_transfer_folds_partition_the_photos():
     held = [realignment.pairs("clip-mini", "transfer", split="test", fold=k, smoke=True, progress=False)
             for k in range(realignment.FOLDS)]
@@ -251,8 +296,8 @@ def test_pairs_rows_and_embeddings():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"setting": "nowhere"}, "unknown setting"), ({"fold": 1}, "transfer setting only"),
-    ({"setting": "transfer", "split": "test"}, "held-out fold"), ({"split": "val"}, "split must be"),
-    ({"setting": "transfer", "fold": 7}, "fold must be")])
+    ({"setting": "transfer", "split": "test"}, "held-out fold"), ({"split": "dev"}, "split must be"),
+    ({"setting": "transfer", "split": "val"}, "no 'val' split"), ({"setting": "transfer", "fold": 7}, "fold must be")])
 def test_pairs_refuses_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         realignment.pairs("clip-mini", **{"split": "train", **kwargs}, smoke=True)

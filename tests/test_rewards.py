@@ -224,3 +224,29 @@ def test_unknown_names_list_the_valid_ones(data):
         make_reward("uniter-mini", data=data, itm_output="prob")
     with pytest.raises(ValueError, match="image indices"):
         make_reward("cider-d-fast", data=data)(np.array([0]), ["a", "b"])
+
+
+def test_aclip_s_reward_is_clip_s_with_the_mapped_image_side(scorers, data, pairs):
+    """``aclip-s:clip-mini`` equals ``2.5 · max(cos(normalise(v W), t), 0)`` restated in numpy from the scorer's own
+    encoders and the fitted map (the metric's definition), differs from raw CLIP-S, and carries the map in its info."""
+    from analysis import realignment
+
+    rows, caps = pairs
+    sc = scorers["clip-mini"]
+    amap = realignment.fitted_map(sc, setting="in-domain", method="procrustes", smoke=True, seed=0, progress=False)
+    v = np.asarray(sc.encode_image([open_rgb(data.paths[r]) for r in rows]), float)
+    t = np.asarray(sc.encode_text([rewards.CLIP_S_PREFIX + c for c in caps]), float)
+    m = amap.apply(v)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    want = 2.5 * np.maximum((m * t).sum(1), 0)
+    rw = make_reward("aclip-s:clip-mini", data=data, smoke=True, seed=0, features="exact")
+    np.testing.assert_allclose(rw(rows, caps), want, rtol=0, atol=1e-5)
+    raw = make_reward("clip-s:clip-mini", data=data, smoke=True, seed=0, features="exact")(rows, caps)
+    assert np.abs(raw - want).max() > 1e-3  # the map is not the identity: the rewards differ
+    info = rw.info()["terms"][0]
+    assert info["output"] == "aclip_s" and info["alignment"]["method"] == "procrustes"
+    assert "never on the evaluated pairs" in info["alignment"]["fitted_on"] and info["alignment"]["map"]
+    assert "mapped" in info["fast_path"]
+    with pytest.raises(ValueError, match="dual-encoder"):
+        make_reward("aclip-s:uniter-mini", data=data, smoke=True, seed=0)

@@ -75,6 +75,14 @@ class TablePolicy(nn.Module):
         tok_lp = torch.cat([lp[:, None], torch.zeros(len(lp), ids.shape[1] - 1)], 1)
         return ids, tok_lp, mask
 
+    def sequence_logprobs(self, feats, ids, mask, k):
+        """The log-probability of given rows (as :meth:`sample` puts it: on the first token), temperature 1."""
+        logp = torch.log_softmax(self.table(feats[:, 0]), -1)
+        rows = torch.arange(len(feats)).repeat_interleave(k)
+        choice = torch.stack([(self.ids[:, :ids.shape[1]] == r).all(1).nonzero()[0, 0] for r in ids])
+        lp = logp[rows, choice]
+        return torch.cat([lp[:, None], torch.zeros(len(lp), ids.shape[1] - 1)], 1)
+
 
 @pytest.fixture(scope="module")
 def setup():

@@ -316,6 +316,25 @@ class Captioner(nn.Module):
         bos = torch.full((prefix_ids.shape[0], 1), BOS, dtype=torch.long, device=self.device)
         return F.log_softmax(self.forward(feats, torch.cat([bos, prefix_ids], 1))[:, -1].float(), -1)
 
+    def sequence_logprobs(self, feats, ids: torch.Tensor, mask: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """``log p_θ(ids[:, t] | image, ids[:, :t])`` of given captions by **one** teacher-forced pass (with grad),
+        ``(N, T)``, 0 where ``mask`` is False; rows ``i·k .. i·k + k − 1`` describe image ``i`` of ``feats`` (the
+        layout of :meth:`sample`). The input is ``<bos>`` followed by ``ids[:, :-1]``; the causal mask makes
+        position ``t`` see ``ids[:, :t]`` only, so this equals :meth:`sample`'s ``logprobs`` for the same ``ids``
+        (same mode) up to float rounding, while the backward pass runs over one parallel forward instead of ``T``
+        sequential decoding steps (:mod:`analysis.captioning.scst` samples without grad, then calls this)."""
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=self.device)
+        if ids.shape != mask.shape or ids.dim() != 2:
+            raise ValueError(f"Captioner.sequence_logprobs: ids {tuple(ids.shape)} and mask {tuple(mask.shape)} "
+                             "must be the same (N, T)")
+        n = ids.shape[0]
+        bos = torch.full((n, 1), BOS, dtype=torch.long, device=self.device)
+        tokens = torch.cat([bos, ids[:, :-1]], 1)
+        image = torch.arange(n, device=self.device) // int(k)
+        logp = F.log_softmax(self.forward(feats, tokens, image_index=image).float(), -1)
+        return logp.gather(2, ids[..., None]).squeeze(2).masked_fill(~mask, 0.0)
+
     # -- decoding -----------------------------------------------------------------------------------
     def sample(self, feats, k: int = 1, max_len: int | None = None, *, greedy: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None):

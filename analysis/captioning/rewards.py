@@ -16,6 +16,10 @@ and optionally ``grid`` / ``pooled``). Names (:func:`reward_names`):
   writes), not after pycocoevalcap's PTB tokenizer (a JVM per call), so these values can differ slightly
   from the ``cider-d`` metric on captions with punctuation, digits or apostrophes;
 * ``clip-s:<dual-encoder scorer>``: CLIP-S, ``2.5 · max(cos(image, "A photo depicts " + caption), 0)``;
+* ``aclip-s:<dual-encoder scorer>``: aCLIP-S (:func:`analysis.metrics.aclip_s`), CLIP-S with the image embedding
+  ``v`` replaced by ``normalise(map.apply(v))``, the map the in-domain Procrustes map of
+  :func:`analysis.realignment.fitted_map` (fitted on the scorer's training pairs, cached; never on the SCST or
+  test images). The map's fingerprint is part of :meth:`Reward.info`, so a refitted map is a new SCST recipe;
 * ``mix:<scorer>`` with ``lam``: ``r = lam · CIDEr-D + (1 − lam) · score``.
 
 **Fast paths.** The image side is computed the first time an image is met and kept in memory, and the
@@ -27,6 +31,7 @@ costs text-side forwards of its new captions only (plus, for a cross-encoder, on
 scorer                      reward (image side once per image | text side once per caption)     fast path
 ==========================  ==================================================================  ============
 clip-mini (+neg)            ``cos(W_i pooled, W_t MiniLM(c))``: ``net.image`` | ``net.text``    yes
+                            (``aclip-s:``: the image side mapped once per image)
 uniter-/lxmert-mini (+neg)  ``net.fuse(t, mask, v)``: ``v = net.encode_image(grid)`` |           yes (fusion
                             ``t = net.encode_text(c)``                                          per pair)
 blind, blind+neg            the caption's text-only score (no image is ever read)               yes
@@ -237,26 +242,33 @@ class ScorerTerm(Term):
     """A scorer's score as a term, through the fastest path its kind allows (module docstring).
 
     ``transform``: ``None``, ``"sigmoid"`` (ITM probability) or ``"clip-s"`` (``w · max(cos, 0)`` of the
-    prefixed caption)."""
+    prefixed caption). ``amap`` (dual encoders only): an :class:`analysis.alignment.AlignmentMap` from the image
+    side to the text side; the cached image embedding ``v`` becomes ``normalise(amap.apply(v))`` (aCLIP-S with
+    ``transform="clip-s"``)."""
 
-    def __init__(self, scorer, images: ImageSource, *, transform: str | None = None, name: str | None = None):
+    def __init__(self, scorer, images: ImageSource, *, transform: str | None = None, name: str | None = None,
+                 amap=None):
         from analysis.scorers.base import DualEncoder, TextOnly
         from analysis.scorers.standins import ClipMini, ItmStandIn
 
-        self.scorer, self.images, self.transform = scorer, images, transform
+        self.scorer, self.images, self.transform, self.amap = scorer, images, transform, amap
         self.name = name or scorer.name
         self.prefix = CLIP_S_PREFIX if transform == "clip-s" else ""
-        if transform == "clip-s" and not isinstance(scorer, DualEncoder):
-            raise ValueError(f"clip-s:{scorer.name}: CLIP-S needs a dual-encoder scorer; {scorer.name} is "
+        what = "aCLIP-S" if amap is not None else "CLIP-S"
+        if (transform == "clip-s" or amap is not None) and not isinstance(scorer, DualEncoder):
+            raise ValueError(f"{self.name}: {what} needs a dual-encoder scorer; {scorer.name} is "
                              f"{scorer.family}. Use {scorer.name} itself as the reward instead")
-        out = {None: scorer.output, "sigmoid": "itm_prob", "clip-s": "clip_s"}[transform]
-        self.output, self.label = out, scorer.label + ("" if transform is None else f", {out}")
+        out = {None: scorer.output, "sigmoid": "itm_prob", "clip-s": "aclip_s" if amap is not None else "clip_s"}[
+            transform]
+        self.output = out
+        self.label = scorer.label + ("" if transform is None else f", {out}") + (
+            f", image side mapped ({amap.method} map)" if amap is not None and transform is None else "")
         if isinstance(scorer, TextOnly):
             self.path, self.cache = "text-only", None
             self.fast_path = "text only: the scorer never reads the image"
         elif isinstance(scorer, ClipMini):
             self.path = "clip-mini"
-            self.cache = ImageCache(len(images), lambda r: self._unit(scorer.net.image(images.pooled(r))))
+            self.cache = ImageCache(len(images), lambda r: self._aligned(self._unit(scorer.net.image(images.pooled(r)))))
             self.fast_path = "net.image(pooled) once per image; net.text(MiniLM sentence) once per caption"
         elif isinstance(scorer, ItmStandIn):
             self.path = "itm-stand-in"
@@ -265,12 +277,15 @@ class ScorerTerm(Term):
                               "net.fuse per (image, caption) pair")
         elif isinstance(scorer, DualEncoder):
             self.path = "dual"
-            self.cache = ImageCache(len(images), lambda r: self._as_tensor(scorer.encode_image(images.pil(r))))
+            self.cache = ImageCache(len(images),
+                                    lambda r: self._aligned(self._as_tensor(scorer.encode_image(images.pil(r)))))
             self.fast_path = "scorer.encode_image once per image; scorer.encode_text once per caption"
         else:
             self.path, self.cache = "fallback", None
             self.fast_path = ("none: scorer.score(images, captions) per pair (a cross-encoder without a "
                               "separable image side); only the decoded images are cached")
+        if amap is not None:
+            self.fast_path += "; the image side mapped by normalise(map.apply(v)) once per image"
         self.fallback_pairs = 0
         self.text_cache: dict = {}
         self.text_cache_size = TEXT_CACHE
@@ -287,6 +302,15 @@ class ScorerTerm(Term):
         import torch
 
         return torch.as_tensor(np.asarray(a))
+
+    def _aligned(self, v):
+        """``v`` unchanged without a map; else ``normalise(map.apply(v))`` row by row
+        (:func:`analysis.metrics.aligned_embeddings`, float64)."""
+        if self.amap is None:
+            return v
+        from analysis.metrics import aligned_embeddings
+
+        return self._as_tensor(aligned_embeddings(v.detach().cpu().double().numpy(), self.amap))
 
     @property
     def image_forwards(self) -> int:
@@ -356,8 +380,18 @@ class ScorerTerm(Term):
 
     def info(self) -> dict:
         keep = ("model", "label", "family", "source", "output", "pretrained", "checkpoint_hash")
-        return {**super().info(), "scorer": {k: v for k, v in self.scorer.info().items() if k in keep},
-                "features": self.images.features}
+        out = {**super().info(), "scorer": {k: v for k, v in self.scorer.info().items() if k in keep},
+               "features": self.images.features}
+        if self.amap is not None:
+            from analysis.alignment import fingerprint
+            from analysis.realignment import fitted_on
+
+            m = self.amap
+            arrays = [a for a in (m.W, m.x_mean, m.x_std, m.y_mean, m.y_std) if a is not None]
+            out["alignment"] = {"method": m.method, "standardize": bool(m.standardize),
+                                "fitting_pairs": m.provenance.get("fingerprint", ""), "map": fingerprint(*arrays),
+                                "fitted_on": fitted_on(m)}
+        return out
 
 
 def _sentence(scorer, captions):
@@ -480,7 +514,8 @@ def reward_names() -> list[str]:
     from analysis.registry import SCORERS
 
     return ([e.form for e in SCORERS._entries.values()] + list(CIDER_NAMES)
-            + ["score:<scorer>", "clip-s:<dual-encoder scorer>", "mix:<scorer> (with lam)"])
+            + ["score:<scorer>", "clip-s:<dual-encoder scorer>", "aclip-s:<dual-encoder scorer>",
+               "mix:<scorer> (with lam)"])
 
 
 def _unknown(name: str, why: str = "") -> UnknownRewardError:
@@ -492,12 +527,14 @@ def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool
                  scorers: dict | None = None) -> ScorerTerm:
     from analysis.registry import METRICS, SCORERS, build_scorer
 
-    transform = None
+    transform, aligned = None, False
     base = name
     if name.startswith("score:"):
         base = name[len("score:"):]
     elif name.startswith("clip-s:"):
         base, transform = name[len("clip-s:"):], "clip-s"
+    elif name.startswith("aclip-s:"):
+        base, transform, aligned = name[len("aclip-s:"):], "clip-s", True
     try:
         SCORERS.entry(base)
     except UnknownNameError:
@@ -515,7 +552,18 @@ def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool
             raise ValueError(f"itm_output='probability' applies to ITM scorers (output itm_logit); {name} gives "
                              f"{scorer.output if transform is None else transform}. Use itm_output='logit'")
         transform = "sigmoid"
-    return ScorerTerm(scorer, images, transform=transform, name=name)
+    amap = None
+    if aligned:
+        from analysis.scorers.base import DualEncoder
+
+        if not isinstance(scorer, DualEncoder):
+            raise ValueError(f"{name}: aCLIP-S needs a dual-encoder scorer; {base} is {scorer.family}. Use a "
+                             f"dual encoder (clip-mini, clip:<arch>/<tag>)")
+        from analysis.realignment import fitted_map
+
+        amap = fitted_map(scorer, setting="in-domain", method="procrustes", smoke=smoke, seed=seed,
+                          prefix=CLIP_S_PREFIX, progress=False)
+    return ScorerTerm(scorer, images, transform=transform, name=name, amap=amap)
 
 
 def scorer_reward(scorer, *, data, itm_output: str = "logit", features: str = "cached", device: str = "cpu",

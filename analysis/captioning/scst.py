@@ -22,7 +22,9 @@ weighs short and long samples differently.)
 Each step: ``B`` distinct images (epochs of a seeded permutation,
 :class:`~analysis.captioning.xe.ImageBatches`), ``k`` samples each from ``captioner.sample(feats, k,
 max_len, temperature=..., generator=g)`` with a seeded ``torch.Generator``, decoded with
-``vocab.decode``, scored by the reward, then one Adam step (constant ``lr``, gradient norm clipped to
+``vocab.decode``, scored by the reward; the samples are drawn without a graph and their log-probabilities
+recomputed with grad by one teacher-forced pass (:meth:`~analysis.captioning.model.Captioner.sequence_logprobs`:
+the same values as the sampler's, about twice as fast to differentiate), then one Adam step (constant ``lr``, gradient norm clipped to
 ``clip_grad``). Samples are drawn with the model in eval mode (dropout off), so the gradient is that of
 the policy that is evaluated. Training runs on :data:`~analysis.scorers.training.TRAIN_THREADS` CPU threads
 after :func:`analysis.runtime.seed_all`. ``shuffle_rewards=True`` permutes the rewards across the step's
@@ -55,7 +57,7 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported lazily
     import torch
 
-SCST_VERSION = 1  # bump when the loop, the loss or the logging changes: part of every checkpoint recipe
+SCST_VERSION = 2  # 2: sampled without grad, log-probabilities by one teacher-forced pass. Bump when the loop, the loss or the logging changes: part of every checkpoint recipe
 
 
 # --------------------------------------------------------------------------- the pieces
@@ -256,14 +258,17 @@ def run_scst(captioner, vocab, data, reward, cfg: ScstConfig, *, seed: int = 0, 
                      if cfg.probe_every and t % cfg.probe_every == 0 else blank)
             t0 = time.perf_counter()
             idx = order.next(cfg.batch_size)
-            ids, logp, mask = captioner.sample(feats_all[idx].to(device), cfg.k, cfg.max_len, greedy=False,
-                                               temperature=cfg.temperature, generator=gen)
+            feats = feats_all[idx].to(device)
+            with torch.no_grad():  # draw without a graph; the log-probabilities come from one parallel pass below
+                ids, _, mask = captioner.sample(feats, cfg.k, cfg.max_len, greedy=False,
+                                                temperature=cfg.temperature, generator=gen)
             caps = _decode(vocab, ids)
             t1 = time.perf_counter()
             r = np.asarray(reward(np.repeat(idx, cfg.k), caps), dtype=np.float64)
             t2 = time.perf_counter()
             r_used = r[shuffle_rng.permutation(len(r))] if cfg.shuffle_rewards else r
             b = leave_one_out_baseline(r_used, cfg.k)
+            logp = captioner.sequence_logprobs(feats, ids, mask, cfg.k)
             adv = torch.as_tensor(r_used - b, dtype=logp.dtype, device=logp.device)
             loss = scst_loss(logp, mask.to(logp.device), adv)
             if not torch.isfinite(loss):
