@@ -227,7 +227,9 @@ def parser() -> argparse.ArgumentParser:
     def run_args(s, *, publish: bool = True):
         s.add_argument("-h", "--help", action=_HelpWithParameters,
                        help="show this help and the parameters of the named notebooks (all when none is named)")
-        s.add_argument("names", nargs="*", help=f"notebooks to run (default: all, in order): {', '.join(NOTEBOOKS.names())}")
+        s.add_argument("names", nargs="*", help=f"notebooks to run (default: all, in book order, except that pages reading the others' tables run "
+                            f"last: {', '.join(n for n in NOTEBOOKS.names() if NOTEBOOKS.entry(n).meta.get('runs_last'))}): "
+                            f"{', '.join(NOTEBOOKS.names())}")
         s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                        help="set a notebook parameter; VALUE is YAML (-p scorers '[clip-mini, blind]'; a bare name is "
                             "a one-element list). Checked before any kernel starts; see 'list NOTEBOOK'")
