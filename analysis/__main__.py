@@ -12,6 +12,8 @@ Examples::
     python -m analysis all --smoke                # a smoke book in _build/smoke-root (the real pages stay)
     python -m analysis check --root _build/smoke-root   # that book in headless Chromium: links, a11y, search
     python -m analysis bench scorers              # throughput and wrapper overhead
+    python -m analysis run probe-cider-d probe-clip-mini --executor ray   # SCST runs in parallel, then the pages
+    python -m analysis sweep probe-cider-d --grid reward '[cider-d, blind]' --grid seed '[0, 1]' --smoke --executor ray
 
 Training progress in the notebook kernels is echoed to this terminal when stderr is a
 terminal, or when STUDY_LOG_NOTEBOOKS=1 (e.g. in a log file). Modules named in
@@ -118,13 +120,46 @@ def _publish(args, params: dict, staged: bool) -> bool | None:
     return True if getattr(args, "publish", False) else None
 
 
+def _device(args) -> None:
+    """``--device``: checked (:func:`analysis.runtime.resolve_device`), then set as ``$STUDY_DEVICE`` for this process,
+    every kernel and every Ray worker."""
+    import os
+
+    dev = getattr(args, "device", None)
+    if not dev:
+        return
+    from analysis.parameters import ParameterError
+    from analysis.runtime import DeviceUnavailable, resolve_device
+
+    try:
+        resolve_device(dev)
+    except (ValueError, DeviceUnavailable) as e:
+        raise ParameterError(f"--device: {e}") from None
+    os.environ["STUDY_DEVICE"] = dev
+
+
+def _executor(args):
+    """The executor of ``--executor`` (None: the pages run one after another here, as always); ``--keep-going``
+    alone means the local executor."""
+    from analysis import executor
+
+    name = getattr(args, "executor", None) or ("local" if getattr(args, "keep_going", False) else None)
+    if name is None:
+        if getattr(args, "address", None):
+            raise executor.ExecutorError("--address needs --executor ray")
+        return None
+    return executor.make(name, address=args.address, num_cpus=args.num_cpus, max_retries=args.max_retries)
+
+
 def cmd_run(args, *, root: Path | None = None, staged: bool | None = None) -> int:
     from analysis.runner import run
 
     if root is None:
         root, staged = _root(args)
     params = _params(args)
-    outcomes = run(args.names, root=root, parameters=params, publish=_publish(args, params, staged))
+    _device(args)
+    outcomes = run(args.names, root=root, parameters=params, publish=_publish(args, params, staged),
+                   executor=_executor(args), keep_going=getattr(args, "keep_going", False))
     print("notebook times (s): " + ", ".join(f"{k} {o.seconds:.1f}" for k, o in outcomes.items()))
     variants = [o for o in outcomes.values() if not o.published]
     if variants:
@@ -190,6 +225,56 @@ def cmd_all(args) -> int:
     return rc
 
 
+def cmd_sweep(args) -> int:
+    from analysis import jobs
+    from analysis.executor import LocalExecutor
+    from analysis.parameters import ParameterError
+    from analysis.runner import run_units
+
+    root, _ = _root(args)
+    params = _params(args)
+    grid = {}
+    for k, v in args.grid or []:
+        try:
+            grid[k] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ParameterError(f"--grid {k} {v!r}: not valid YAML ({e.problem}); quote lists as '[a, b]'") from None
+    if not grid:
+        raise ParameterError("sweep: give at least one --grid KEY '[v1, v2]'")
+    _device(args)
+    units = jobs.sweep(args.name, grid, params, root=root)
+    outcomes = run_units(units, _executor(args) or LocalExecutor(), keep_going=args.keep_going)
+    print(f"{len(outcomes)} variant page(s); their tables: " + ", ".join(str(o.results) for o in outcomes.values()))
+    return 0
+
+
+def cmd_embed(args) -> int:
+    """Embed a datastore in shards on an executor (analysis.captioning.retrieval.build_datastore_sharded)."""
+    from analysis.captioning import retrieval
+    from analysis.executor import LocalExecutor
+
+    _device(args)
+    if args.captions:
+        path = Path(args.captions)
+        if not path.is_file():
+            from analysis.parameters import ParameterError
+
+            raise ParameterError(f"--captions {path}: no such file; give a UTF-8 text file with one caption per line")
+        caps = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    else:
+        caps = retrieval.training_captions(smoke=args.smoke)
+    from analysis.metrics import CLIP_S_PREFIX
+
+    prefix = CLIP_S_PREFIX if args.prefix is None else args.prefix
+    t = time.perf_counter()
+    store = retrieval.build_datastore_sharded(caps, args.scorer, executor=_executor(args) or LocalExecutor(),
+                                              shard_size=args.shard_size or retrieval.SHARD_SIZE, prefix=prefix, smoke=args.smoke,
+                                              seed=args.seed or 0)
+    print(f"datastore: {len(store)} captions x {store.dim} dims embedded by {store.name} in "
+          f"{time.perf_counter() - t:.1f} s (cached in {retrieval.DATASTORE_KIND}; fingerprint {store.fingerprint[:12]})")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from analysis import bench
 
@@ -242,6 +327,28 @@ def parser() -> argparse.ArgumentParser:
         if publish:
             s.add_argument("--publish", action="store_true",
                            help="make this (non-default, non-smoke) parameter set the book's page and tables")
+        executor_args(s)
+
+    def executor_args(s):
+        g = s.add_argument_group("executors (analysis.executor)")
+        g.add_argument("--executor", choices=["local", "ray"], default=None,
+                       help="run the plan's units (training jobs, then pages) on an executor: local (in order, "
+                            "here) or ray (each unit a Ray task with its own CPU/GPU/memory request; needs "
+                            "pip install -e '.[ray]'). Default for run/all: none, the pages one after another here, "
+                            "each training in its kernel; for sweep/embed: local")
+        g.add_argument("--address", default=None,
+                       help="with --executor ray: join this running cluster (auto, HOST:PORT, ray://HOST:10001; "
+                            "$STUDY_CACHE must be on storage every node sees); default: start a local one")
+        g.add_argument("--num-cpus", type=int, default=None,
+                       help="with --executor ray and no --address: CPUs of the local cluster (default: all)")
+        g.add_argument("--max-retries", type=int, default=1,
+                       help="with --executor ray: reruns of a unit whose worker process died (default 1)")
+        g.add_argument("--keep-going", action="store_true",
+                       help="after a failed unit, let the others finish (units waiting for it are skipped), "
+                            "then exit 1 naming every failure; default: stop at the first failure")
+        g.add_argument("--device", default=None,
+                       help="cpu, cuda, cuda:N or mps for every trainer and scorer (sets STUDY_DEVICE for the "
+                            "kernels and workers; default: CUDA when visible, else CPU)")
 
     epilog = ("The template's default parameters write the book's page book/generated/<name>.ipynb and its tables "
               "book/generated/results/; any other parameter set (smoke too) writes "
@@ -251,6 +358,41 @@ def parser() -> argparse.ArgumentParser:
                        add_help=False, epilog=epilog)
     run_args(s)
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("sweep", help="run one page over a grid of parameter values (variant pages), on an executor",
+                       epilog="Example: python -m analysis sweep probe-cider-d --grid reward '[cider-d, blind]' "
+                              "--grid seed '[0, 1]' --smoke --executor ray. Every point is a variant page "
+                              "(book/generated/runs/<name>-<parameters>-<hash>/), never the book's page; the training "
+                              "units the points need run first, each once. Without --executor the local one runs "
+                              "the units in order.")
+    s.add_argument("name", help=f"the page to sweep: {', '.join(NOTEBOOKS.names())}")
+    s.add_argument("--grid", nargs=2, action="append", metavar=("KEY", "VALUES"),
+                   help="a swept parameter and its values as a YAML list, e.g. --grid seed '[0, 1]'; several --grid "
+                        "give their cross product")
+    s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="a parameter fixed for every point (VALUE is YAML)")
+    s.add_argument("--smoke", action="store_true", help="tiny sizes (parameter smoke=True)")
+    s.add_argument("--seed", type=int, help="fix the parameter seed for every point")
+    s.add_argument("--root", default=None, help="book root (default: the repository)")
+    executor_args(s)
+    s.set_defaults(fn=cmd_sweep)
+
+    s = sub.add_parser("embed", help="embed a retrieval datastore in shards on an executor (the ReCap pages then "
+                                     "find it in the cache)",
+                       epilog="Default: the probe's training captions with the prefix the Realignment pages use, so "
+                              "realign-captions finds the store in the cache. The shards are merged in order; the "
+                              "result is byte-identical to a single pass and cached under the same key.")
+    s.add_argument("--scorer", default="clip-mini", help="a dual-encoder scorer (default clip-mini, the CLIP-style "
+                                                         "stand-in; e.g. clip:ViT-B-32/openai with published weights)")
+    s.add_argument("--captions", default=None, help="a text file, one caption per line (default: the training captions)")
+    s.add_argument("--prefix", default=None, help="text put before every caption (default: the CLIP-S prompt "
+                                                  "'A photo depicts ')")
+    s.add_argument("--shard-size", type=int, default=None, help="captions per unit (default 4096; rounded up to a "
+                                                                "multiple of the scorer's batch size)")
+    s.add_argument("--smoke", action="store_true", help="tiny sizes (the smoke stand-in and captions)")
+    s.add_argument("--seed", type=int, default=None, help="the stand-in's seed (default 0)")
+    executor_args(s)
+    s.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("book", help="build the book (jupyter-book, warnings as errors, no execution)",
                        epilog="Refuses (exit 1) a page that is missing, shows an error or ran with smoke=True; "
@@ -279,7 +421,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_all)
 
     s = sub.add_parser("bench", help="benchmarks: ratios against a reference measured in the same run")
-    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap), measures (perplexity, grammar detector, METEOR per call), probe (SCST steps per second by reward, projected run and cold-probe times, peak memory), alignment (closed-form fit times on 100k x 512 pairs against a bare XtY + SVD)")
+    s.add_argument("names", nargs="*", help="benchmarks to run (default: all): scorers (throughput, wrapper overhead, memory), metrics (fast CIDEr-D vs pycocoevalcap), measures (perplexity, grammar detector, METEOR per call), probe (SCST steps per second by reward, projected run and cold-probe times, peak memory), alignment (closed-form fit times on 100k x 512 pairs against a bare XtY + SVD), scale (the smoke probe sweep on 1 vs 2 local Ray workers: wall times, ratio, equal result tables; needs the .[ray] extra)")
     s.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmark itself runs")
     s.set_defaults(fn=cmd_bench)
     return p
@@ -288,15 +430,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from analysis.parameters import ParameterError
     from analysis.registry import UnknownNameError
+    from analysis.executor import ExecutorError, RunFailed
     from analysis.runner import NotebookFailed, RunRefused
 
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UnknownNameError, ParameterError, RunRefused) as e:
+    except (UnknownNameError, ParameterError, RunRefused, ExecutorError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except NotebookFailed as e:
+    except (NotebookFailed, RunFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

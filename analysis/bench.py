@@ -26,6 +26,10 @@ the peak memory of the child that did it all against 6 GB (:func:`bench_probe`).
 synthetic pairs against a bare ``XᵀY`` + SVD in the same run (Procrustes ≤ 1.5×, OLS by normal equations ≤ 2×
 Procrustes at equal results to ``numpy.linalg.lstsq``), the other fitters beside them, and peak memory
 (:func:`bench_alignment`).
+
+``python -m analysis bench scale``: the smoke sweep (two probe rewards x two seeds, with their SCST runs as
+training units) on a local Ray cluster of 1 and of 2 workers, each from an equally cold copy of the cache: wall
+times, their ratio, and whether both gave byte-identical result tables (:func:`bench_scale`).
 """
 from __future__ import annotations
 
@@ -386,8 +390,109 @@ def bench_alignment(*, smoke: bool = False) -> list[dict]:
     return rows
 
 
+SCALE_GRID = {"reward": ["cider-d", "blind"], "seed": [0, 1]}  # the smoke sweep: two probe rewards x two seeds
+SCALE_SMOKE_GRID = {"reward": ["blind"], "seed": [0, 1]}
+SCALE_WORKERS = (1, 2)
+#: cache kinds the sweep builds (removed from each run's copy of the cache, so every run starts equally cold)
+SCALE_COLD_KINDS = ("probe-measures", "probe-edits", "probe-image-embeddings", "probe-human-eval-key", "probe-guided")
+
+
+SCALE_COPIED_KINDS = ("wordnet",)
+
+
+def _scale_cache(base, dest):
+    """A copy of cache ``base`` at ``dest`` (hard links, real copies for :data:`SCALE_COPIED_KINDS`) without what
+    the sweep builds: the SCST checkpoints and :data:`SCALE_COLD_KINDS` (the XE captioner, the stand-ins and the
+    data stay)."""
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    def ignore(folder, names):
+        folder = Path(folder)
+        if folder == Path(base):
+            return [n for n in names if n in SCALE_COLD_KINDS]
+        if folder.name == "checkpoints":
+            out = []
+            for n in names:
+                try:
+                    meta = json.loads((folder / n / "meta.json").read_text())
+                except (OSError, ValueError):
+                    continue
+                if str(meta.get("name", "")).startswith("scst-"):
+                    out.append(n)
+            return out
+        return []
+
+    def link(src, dst):  # entries are replaced by atomic renames, never written in place: a hard link is a copy
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(base, dest, ignore=ignore, symlinks=True, copy_function=link)
+    for kind in SCALE_COPIED_KINDS:  # nltk refuses multiply-linked files (WordNet): real copies
+        if (Path(base) / kind).is_dir():
+            shutil.rmtree(Path(dest) / kind, ignore_errors=True)
+            shutil.copytree(Path(base) / kind, Path(dest) / kind, symlinks=True)
+    return dest
+
+
+def _tables(units, outcomes) -> dict:
+    """``{variant/file: bytes}`` of every result table of the sweep's pages (timings files left out: wall times)."""
+    out = {}
+    for o in outcomes.values():
+        for f in sorted(o.results.glob("*.csv")):
+            if not f.name.endswith(".timings.csv"):
+                out[f"{o.page.parent.name}/{f.name}"] = f.read_bytes()
+    return out
+
+
+def bench_scale(*, smoke: bool = False) -> list[dict]:
+    """Wall time of the smoke sweep (:data:`SCALE_GRID`: probe rewards x seeds, each point a variant page with the
+    SCST runs it needs as training units) on a local Ray cluster with 1 and with 2 workers (each unit asks for
+    one CPU, so ``k`` workers run ``k`` units at once), each from its own equally cold copy of the cache, and
+    whether both gave the same result tables byte for byte. ``--smoke``: one reward."""
+    import dataclasses
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from analysis import cache, executor, jobs, runner
+    from analysis.scorers.training import TRAIN_THREADS
+
+    from analysis import probe
+
+    grid = SCALE_SMOKE_GRID if smoke else SCALE_GRID
+    for seed in grid["seed"]:  # every seed's XE captioner and stand-ins in the base cache: both runs copy them
+        probe.setup_job(smoke=True, seed=seed, scorers=probe.CROSS_SCORERS)
+    rows, tables = [], {}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        base = cache.root()
+        for k in SCALE_WORKERS:
+            root = runner.stage(Path(tmp) / f"book-{k}")
+            store = _scale_cache(base, Path(tmp) / f"cache-{k}")
+            with runner._environ({"STUDY_CACHE": str(store)}):
+                units = [dataclasses.replace(u, resources={"num_cpus": 1})
+                         for u in jobs.sweep("probe-cider-d", grid, {"smoke": True}, root=root)]
+                ex = executor.RayExecutor(num_cpus=k, max_retries=0)
+                results, wall = executor.timed_run(ex, units, progress=False)
+            outcomes = {uid: o for uid, o in results.items() if isinstance(o, runner.Outcome)}
+            tables[k] = _tables(units, outcomes)
+            rows.append({"what": f"sweep on {k} Ray worker(s)", "workers": k, "units": len(units),
+                         "training_units": sum(u.kind == "training" for u in units),
+                         "pages": len(outcomes), "seconds": wall, "cores": os.cpu_count(),
+                         "threads_per_training_unit": TRAIN_THREADS})
+    one, two = rows[0]["seconds"], rows[1]["seconds"]
+    same = tables[1] == tables[2] and bool(tables[1])
+    rows.append({"what": "1 worker / 2 workers", "speedup": one / two, "grid": json.dumps(grid),
+                 "tables": len(tables[1]), "identical_ok": same})
+    return rows
+
+
 BENCHMARKS = {"scorers": bench_scorers, "metrics": bench_metrics, "measures": bench_measures, "probe": bench_probe,
-              "alignment": bench_alignment}
+              "alignment": bench_alignment, "scale": bench_scale}
 
 
 def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
@@ -408,7 +513,8 @@ def main(names: list[str] | None = None, *, smoke: bool = False) -> int:
                 "probe": f"SCST run <= {SCST_BUDGET_S:g} s, probe cold <= {PROBE_BUDGET_S:g} s, peak < "
                          f"{PEAK_BUDGET_MB:g} MB",
                 "alignment": f"procrustes <= {TARGET_PROCRUSTES_OVER_BARE:g}x bare XtY + SVD, OLS <= "
-                             f"{TARGET_OLS_OVER_PROCRUSTES:g}x procrustes at equal results"}.get(name, "")
+                             f"{TARGET_OLS_OVER_PROCRUSTES:g}x procrustes at equal results",
+                "scale": "the smoke sweep on 1 vs 2 local Ray workers, equally cold; equal result tables"}.get(name, "")
         print(f"\n== bench {name} ({what})")
         print(df.drop(columns=["label"], errors="ignore").round(3).to_string(index=False))
         print(json.dumps(rows, default=float))

@@ -149,29 +149,34 @@ class CiderD:
 
     def _add_refs(self, refs: list[str]) -> None:
         """Vectorise references not yet in the row store and append them (one concatenation per call)."""
-        ids, tfs, ords, ptr, lens = [], [], [], [len(self._ids)], []
+        ids, tfs, ptr, lens = [], [], [len(self._ids)], []
+        text_ids, text_tfs, text_bins = [], [], []  # the same entries in the reference's own n-gram order
         vocab = self._vocab
-        for ref in refs:
-            row: dict[int, tuple[int, int]] = {}
+        for i, ref in enumerate(refs):
+            row: dict[int, int] = {}
             for k, grams in enumerate(self._grams(ref)):
                 for g, tf in grams.items():
                     gid = vocab.get(g)
                     if gid is None:
                         gid = vocab[g] = len(vocab)
-                    row[gid] = (tf, k)
+                    row[gid] = tf
+                    text_ids.append(gid)
+                    text_tfs.append(tf)
+                    text_bins.append(i * self.n + k)
             for gid in sorted(row):
                 ids.append(gid)
-                tfs.append(row[gid][0])
-                ords.append(row[gid][1])
+                tfs.append(row[gid])
             ptr.append(ptr[-1] + len(row))
             lens.append(self._length(ref))
             self._row_of[ref] = len(self._row_of)
         ids_a = np.asarray(ids, np.int64)
         w = np.asarray(tfs, np.float64) * self._idf(ids_a)
-        ords_a = np.asarray(ords, np.int64)
         new_ptr = np.asarray(ptr, np.int64)
-        rows = np.repeat(np.arange(len(refs)), np.diff(new_ptr))
-        sq = np.bincount(rows * self.n + ords_a, w * w, minlength=len(refs) * self.n).reshape(len(refs), self.n)
+        # ‖g_n(r)‖²: summed in the reference's own n-gram order, not in vocabulary-id order (ids depend on which
+        # texts this scorer saw before, so an id-ordered float sum could differ in its last bit between runs)
+        tw = np.asarray(text_tfs, np.float64) * self._idf(np.asarray(text_ids, np.int64))
+        sq = np.bincount(np.asarray(text_bins, np.int64), tw * tw,
+                         minlength=len(refs) * self.n).reshape(len(refs), self.n)
         self._ids = np.concatenate([self._ids, ids_a])
         self._w = np.concatenate([self._w, w])
         self._indptr = np.concatenate([self._indptr, new_ptr[1:]])

@@ -147,13 +147,20 @@ def lm_folder() -> Path:
     return cache.entry("lm", recipe, _convert)
 
 
-@lru_cache(maxsize=None)
-def load_lm(device: str = "cpu"):
-    """``(model, tokenizer)`` of SmolLM2-135M-Instruct in eval mode on ``device`` (memoised per device).
+def load_lm(device: str | None = None):
+    """``(model, tokenizer)`` of SmolLM2-135M-Instruct in eval mode on ``device`` (memoised per device; default
+    :func:`analysis.runtime.device`: ``$STUDY_DEVICE``, else CUDA when visible, else the CPU).
 
     The first call on a machine converts the GGUF once (:func:`lm_folder`); later calls load the float32
     safetensors from the cache entry (about a second).
     """
+    from analysis.runtime import resolve_device
+
+    return _load_lm(resolve_device(device))
+
+
+@lru_cache(maxsize=None)
+def _load_lm(device: str):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -200,7 +207,7 @@ def bos_id(tokenizer) -> int:
 
 
 # --------------------------------------------------------------------------- LM log-probabilities
-def caption_logprobs(captions: Sequence[str], *, batch_size: int = 32, device: str = "cpu",
+def caption_logprobs(captions: Sequence[str], *, batch_size: int = 32, device: str | None = None,
                      progress: bool = False) -> list[np.ndarray]:
     """Per caption, ``log p_LM(t_i | BOS, t_1 … t_{i−1})`` for each of its tokens (natural log, float64).
 
@@ -208,12 +215,15 @@ def caption_logprobs(captions: Sequence[str], *, batch_size: int = 32, device: s
     prepended, and batches of ``batch_size`` (sorted by length to save padding; results come back in
     input order) are right-padded with an attention mask. The log-probabilities are
     ``log_softmax(logits)`` gathered at the next token; BOS itself is not scored, and no end token is.
-    Runs under ``torch.inference_mode`` on :data:`THREADS` CPU threads (restored afterwards).
-    Empty or non-string captions are refused, naming the index.
+    Runs under ``torch.inference_mode`` on ``device`` (default :func:`analysis.runtime.device`) with
+    :data:`THREADS` CPU threads (restored afterwards). Empty or non-string captions are refused, naming the index.
     """
     import torch
     from tqdm.auto import tqdm
 
+    from analysis.runtime import resolve_device
+
+    device = resolve_device(device)
     model, tokenizer = load_lm(device)
     ids = encode(captions, tokenizer, "caption_logprobs")
     limit = int(getattr(model.config, "max_position_embeddings", 8192)) - 1
@@ -307,14 +317,15 @@ def unigram_logprobs(corpus_captions: Sequence[str]) -> UnigramModel:
 
 
 # --------------------------------------------------------------------------- per-caption fluency
-def fluency(captions: Sequence[str], *, unigram_corpus, batch_size: int = 32, device: str = "cpu",
+def fluency(captions: Sequence[str], *, unigram_corpus, batch_size: int = 32, device: str | None = None,
             progress: bool = False):
     """One row per caption: ``caption``, ``tokens`` = |S|, ``logprob`` = log p_LM(S) (sum over tokens),
     ``unigram_logprob`` = log p_U(S), ``perplexity`` = exp(−logprob / tokens) and
     ``slor`` = (logprob − unigram_logprob) / tokens.
 
     ``unigram_corpus`` is a list of captions (the corpus that defines p_U) or a ready
-    :class:`UnigramModel` (reuse one across calls). Natural logs throughout.
+    :class:`UnigramModel` (reuse one across calls). Natural logs throughout. The LM runs on ``device``
+    (default :func:`analysis.runtime.device`).
     """
     import pandas as pd
 

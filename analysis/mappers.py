@@ -226,9 +226,9 @@ def _fit(module, x, y, x_eval, y_eval, eval_positives, *, stop, stop_positives, 
     import torch
     from tqdm.auto import tqdm
 
-    from analysis.runtime import rng
+    from analysis.runtime import resolve_device, rng
 
-    dev = torch.device(device)
+    dev = torch.device(resolve_device(device))
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
     xe = torch.from_numpy(x_eval).to(dev)
@@ -318,7 +318,7 @@ def _fit(module, x, y, x_eval, y_eval, eval_positives, *, stop, stop_positives, 
 def train_linear_map(x, y, *, x_eval, y_eval, target_r1: float | None = None, max_seconds: float = 60.0,
                      max_epochs: int = 200, lr: float = 1e-2, batch_size: int = 256, orthogonal: bool = False,
                      eval_every: int = EVAL_EVERY, eval_positives=None, x_stop=None, y_stop=None,
-                     stop_positives=None, seed: int = 0, device: str = "cpu", threads: int = SPEED_THREADS,
+                     stop_positives=None, seed: int = 0, device: str | None = None, threads: int = SPEED_THREADS,
                      progress: bool = True) -> tuple[np.ndarray, TrainLog]:
     """A ``d_x × d_y`` linear map ``x ↦ x W`` (no bias: the closed form's shape) trained by Adam (``lr``,
     mini-batches of ``batch_size`` rows, a seeded permutation per epoch) on the closed form's objective
@@ -331,7 +331,8 @@ def train_linear_map(x, y, *, x_eval, y_eval, target_r1: float | None = None, ma
     ``target_r1``, or after ``max_seconds`` of training or ``max_epochs`` epochs; without ``x_stop``/``y_stop``
     the stopping pairs are the evaluation pairs ``(x_eval, y_eval)`` (``eval_positives``). Every check also
     records the R@1 on the evaluation pairs (``log.rows``' ``eval_r1``). Evaluation time is excluded from the
-    training clock (see the module docstring); ``threads`` CPU threads. Seeded by
+    training clock (see the module docstring); ``threads`` CPU threads; runs on ``device`` (default
+    :func:`analysis.runtime.device`: ``$STUDY_DEVICE``, else CUDA when visible, else the CPU). Seeded by
     :func:`analysis.runtime.seed_all` (identical results for a seed when the run is stopped by target or
     epochs; a time budget stops at a machine-dependent step).
 
@@ -364,12 +365,12 @@ def train_linear_map(x, y, *, x_eval, y_eval, target_r1: float | None = None, ma
 def train_mlp_mapper(x, y, *, x_eval, y_eval, hidden: int = 512, target_r1: float | None = None,
                      max_seconds: float = 60.0, max_epochs: int = 200, lr: float = 1e-3, batch_size: int = 256,
                      eval_every: int = EVAL_EVERY, eval_positives=None, x_stop=None, y_stop=None,
-                     stop_positives=None, seed: int = 0, device: str = "cpu", threads: int = SPEED_THREADS,
+                     stop_positives=None, seed: int = 0, device: str | None = None, threads: int = SPEED_THREADS,
                      progress: bool = True) -> tuple[MLPMapper, TrainLog]:
     """A two-layer MLP mapper ``f(x) = tanh(x W₁ + b₁) W₂ + b₂`` (``hidden`` units; ClipCap's MLP mapping
     network has this form, DeCap-style projectors likewise) trained by Adam on
     ``L = (1/B) Σ_{i∈batch} ‖f(x_i) − y_i‖²``, with the same data, stopping rule (on ``x_stop``/``y_stop``,
-    default the evaluation pairs), thread count and timing rules as :func:`train_linear_map` (PyTorch's
+    default the evaluation pairs), thread count, device and timing rules as :func:`train_linear_map` (PyTorch's
     default initialisation, seeded by :func:`analysis.runtime.seed_all`).
 
     Returns ``(mapper, log)``: an :class:`MLPMapper` (NumPy weights, the mapper last evaluated) and its
@@ -511,7 +512,7 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
               lr: float = 1e-2, mlp_lr: float = 1e-3, hidden: int = 512, batch_size: int = 256,
               eval_every: int = EVAL_EVERY, eval_positives=None, x_stop=None, y_stop=None, stop_positives=None,
               stop_split: str = "val", tolerance: float = 0.0, targets: str = "reference", variants=None,
-              threads: int = SPEED_THREADS, device: str = "cpu", model: str = "", source: str = "",
+              threads: int = SPEED_THREADS, device: str | None = None, model: str = "", source: str = "",
               pretrained: bool | str = False, dataset: str = "", split: str = "", logs: dict | None = None,
               progress: bool = True):
     """ReCap's speed claim on one set of pairs: training seconds and held-out quality of each approach,
@@ -556,7 +557,9 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
     closed form too. Fair comparison: the same fitting, stopping and evaluation pairs (and positives), the same
     ``threads`` for every timed approach, and evaluation time excluded from every clock.
     ``ratio = train_seconds / reference train_seconds``. ``logs``: a dict to fill with each gradient approach's
-    :class:`TrainLog` (keyed by approach name, e.g. ``"adam-linear"``), for training curves.
+    :class:`TrainLog` (keyed by approach name, e.g. ``"adam-linear"``), for training curves. The gradient methods
+    run on ``device`` (default :func:`analysis.runtime.device`; the closed forms are NumPy on the CPU), recorded in
+    the ``device`` column.
 
     Returns a ``pandas.DataFrame`` with columns ``run, model, source, pretrained, dataset, split,
     stopping_split, seed, targets, tolerance, reference, approach, kind`` (closed-form / gradient / captioner),
@@ -568,7 +571,9 @@ def run_speed(x_fit, y_fit, x_eval, y_eval, *, captioner_seconds: float | Callab
     import pandas as pd
 
     from analysis.alignment import fit_alignment
+    from analysis.runtime import resolve_device
 
+    device = resolve_device(device)
     x_fit, y_fit, x_eval, y_eval = _check(x_fit, y_fit, x_eval, y_eval)
     stop = _check_stop(x_fit, y_fit, x_stop, y_stop, stop_positives)
     stopping_split = (split or "eval") if stop is None else str(stop_split)

@@ -219,9 +219,16 @@ class Setup:
     memo: dict = field(default_factory=dict)
 
 
+def setup(smoke: bool = False, seed: int = 0, device: str | None = None) -> Setup:
+    """Load (or train, on a cache miss) everything the probe needs; the XE captioner's seed is ``seed``. ``device``
+    defaults to :func:`analysis.runtime.device` (``$STUDY_DEVICE``, else CUDA when visible, else CPU)."""
+    from analysis.runtime import device as default_device
+
+    return _setup(bool(smoke), int(seed), device or default_device())
+
+
 @lru_cache(maxsize=4)
-def setup(smoke: bool = False, seed: int = 0, device: str = "cpu") -> Setup:
-    """Load (or train, on a cache miss) everything the probe needs; the XE captioner's seed is ``seed``."""
+def _setup(smoke: bool, seed: int, device: str) -> Setup:
     from analysis.captioning import xe
 
     train = xe.caption_data("train", smoke=smoke, seed=seed)
@@ -249,7 +256,7 @@ def mix_lam(s: Setup, scorer: str, *, n_images: int = 64, k: int = 5) -> float:
         caps = [s.vocab.decode(r) for r in ids.tolist()]
         rows = np.repeat(idx, k)
         cider = rewards.make_reward("cider-d-fast", data=s.scst)(rows, caps)
-        score = rewards.make_reward(scorer, data=s.scst, smoke=s.smoke, seed=s.seed,
+        score = rewards.make_reward(scorer, data=s.scst, smoke=s.smoke, seed=s.seed, device=s.device,
                                     scorers=_built(s, scorer))(rows, caps)
         s.memo[key] = round(balanced_lam(cider, score), 4)
     return s.memo[key]
@@ -482,12 +489,13 @@ def measure_table(s: Setup, system: str, seed: int = 0, *, progress: bool = Fals
 
 
 def scorer_of(s: Setup, name: str):
-    """The scorer ``name`` (embedded stand-ins with the setup's smoke flag and seed), built once per setup."""
+    """The scorer ``name`` (embedded stand-ins with the setup's smoke flag and seed) on the setup's device, built once
+    per setup."""
     from analysis.registry import build_scorer
 
     key = ("scorer", name)
     if key not in s.memo:
-        s.memo[key] = build_scorer(name, smoke=s.smoke, seed=s.seed)
+        s.memo[key] = build_scorer(name, smoke=s.smoke, seed=s.seed, device=s.device)
     return s.memo[key]
 
 
@@ -1143,7 +1151,7 @@ def _text_measures(s: Setup, captions: list[str], graphs, *, progress: bool = Fa
     idx = np.flatnonzero([bool(c.split()) for c in captions])
     if len(idx):
         kept = [captions[i] for i in idx]
-        flu = fluency.fluency(kept, unigram_corpus=_unigram(), progress=progress)
+        flu = fluency.fluency(kept, unigram_corpus=_unigram(), device=s.device, progress=progress)
         out.loc[idx, "perplexity"] = flu["perplexity"].to_numpy()
         out.loc[idx, "slor"] = flu["slor"].to_numpy()
         out.loc[idx, "grammar_error"] = (grammar.grammar_errors(kept)["errors"] > 0).astype(float).to_numpy()
@@ -1208,3 +1216,77 @@ def seed_rows(table: pd.DataFrame, measures: Sequence[str] = SEED_MEASURES) -> p
             rows.append({"analysis": "seed", "system": sy, "measure": m, "seed": -1, "value": float(per.mean()),
                          "sd": float(per.std(ddof=1)), "n": int(len(per))})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- units for an executor
+def _job_system(name: str, reward: str, itm_output: str) -> System:
+    """The system a training unit names: a known one, else the one :func:`system_for` builds (in a worker
+    process, a page's extra system is not registered yet)."""
+    return known_system(name) or register_system(system_for(reward, itm_output))
+
+
+def setup_job(*, smoke: bool, seed: int, scorers: Sequence[str] = (), device: str | None = None) -> dict:
+    """Training unit: the XE captioner of page seed ``seed`` and the stand-in ``scorers`` the rewards use
+    (trained or loaded; cached by recipe). Returns what was built: ``{"xe": checkpoint folder, "scorers": […]}``."""
+    s = setup(smoke, seed, device)
+    for name in scorers:
+        scorer_of(s, name)
+    return {"xe": str(s.xe_folder), "scorers": list(scorers)}
+
+
+def scst_job(*, system: str, reward: str, itm_output: str = "logit", scst_seed: int, smoke: bool, seed: int,
+             device: str | None = None) -> dict:
+    """Training unit: one SCST run of ``system`` with SCST seed ``scst_seed`` from the XE captioner of page seed
+    ``seed`` (cached by recipe, :func:`train_system`). Returns ``{"system", "scst_seed", "checkpoint",
+    "entry"}`` (the checkpoint folder and the sha256 of its manifest)."""
+    from analysis import cache
+
+    s = setup(smoke, seed, device)
+    _, log = train_system(s, _job_system(system, reward, itm_output), scst_seed, progress=False)
+    return {"system": system, "scst_seed": int(scst_seed), "checkpoint": str(log.folder),
+            "entry": cache.entry_hash(log.folder)}
+
+
+def training_units(systems: Sequence[str], *, smoke: bool, seed: int, device: str | None = None) -> list:
+    """The :class:`analysis.executor.Unit` list that trains ``systems`` (names or reward names) for a page of seed
+    ``seed``: one setup unit (the XE captioner, the stand-ins of their rewards and the :data:`CROSS_SCORERS` every
+    caption is scored by), then one unit per SCST run
+    (every seed of :meth:`System.seeds_for`), each after the setup unit. Resources: :data:`TRAIN_THREADS` CPUs
+    (what training uses), one GPU when ``device`` is CUDA."""
+    from analysis.executor import Unit, resources
+    from analysis.registry import SCORERS
+    from analysis.runtime import device as default_device
+    from analysis.scorers.training import TRAIN_THREADS
+
+    device = device or default_device()
+    gpus = 1 if str(device).startswith("cuda") else 0
+    syst = [known_system(n) or system_for(n) for n in dict.fromkeys(systems)]
+    bases = [b for b in dict.fromkeys([*(_scorer_base(sy.mix or sy.reward) for sy in syst), *CROSS_SCORERS])
+             if b in SCORERS]
+    tag = f"{'smoke' if smoke else 'full'}/seed{seed}"
+    setup_id = f"probe-setup:{tag}"
+    req = resources(cpus=TRAIN_THREADS, gpus=gpus, memory_gb=1 if smoke else 3)
+    units = [Unit(setup_id, "training", "analysis.probe:setup_job",
+                  {"smoke": smoke, "seed": seed, "scorers": bases, "device": device},
+                  {"what": "XE captioner and stand-ins", "smoke": smoke, "seed": seed, "scorers": ",".join(bases)}, req)]
+    for sy in syst:
+        for sd in sy.seeds_for(smoke):
+            units.append(Unit(f"scst:{sy.name}/{tag}/scst-seed{sd}", "training", "analysis.probe:scst_job",
+                              {"system": sy.name, "reward": sy.reward, "itm_output": sy.itm_output, "scst_seed": sd,
+                               "smoke": smoke, "seed": seed, "device": device},
+                              {"reward": sy.reward, "itm_output": sy.itm_output, "scst_seed": sd, "smoke": smoke,
+                               "seed": seed}, req, after=(setup_id,)))
+    return units
+
+
+def reward_page_jobs(params: dict, device: str | None = None) -> list:
+    """Training units of a reward page with parameters ``params``: its systems and the CIDEr-D baseline."""
+    names = [sy.name for sy in page_systems(params["reward"])]
+    return training_units([*names, "cider-d"], smoke=bool(params.get("smoke")), seed=int(params.get("seed", 0)),
+                          device=device)
+
+
+def all_systems_jobs(params: dict, device: str | None = None) -> list:
+    """Training units of a page that shows every system (cross-scoring, findings)."""
+    return training_units(list(SYSTEMS), smoke=bool(params.get("smoke")), seed=int(params.get("seed", 0)),
+                          device=device)

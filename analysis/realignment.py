@@ -199,10 +199,11 @@ def _scorer(scorer, smoke: bool, seed: int):
     anything that is not a dual encoder."""
     if isinstance(scorer, str):
         from analysis import registry
+        from analysis.runtime import resolve_device
 
-        name = scorer
-        scorer = _memo("scorers", (name, bool(smoke), int(seed), cache.root().as_posix()),
-                       lambda: registry.build_scorer(name, smoke=smoke, seed=seed), 8)
+        name, device = scorer, resolve_device(None)  # built on the study device ($STUDY_DEVICE, else CUDA, else CPU)
+        scorer = _memo("scorers", (name, bool(smoke), int(seed), cache.root().as_posix(), device),
+                       lambda: registry.build_scorer(name, smoke=smoke, seed=seed, device=device), 8)
     if getattr(scorer, "family", None) != "dual" or not hasattr(scorer, "encode_image"):
         raise ValueError(f"realignment needs a dual-encoder scorer (encode_image / encode_text); "
                          f"{getattr(scorer, 'name', scorer)!r} is {getattr(scorer, 'family', '?')}")

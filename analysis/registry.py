@@ -172,11 +172,12 @@ def _shown(value):
 
 
 def notebook_variants(base: str, template: str, target: str, part: str, variants: dict[str, dict],
-                      summary: str) -> list[Entry]:
+                      summary: str, **meta) -> list[Entry]:
     """One notebook entry (one page of the book) per parameter set of one template, in the order given.
 
     Variant ``suffix -> params`` becomes the entry ``f"{base}-{suffix}"`` with meta ``{"template": template,
     "part": part, "parameters": params, "variant_of": base}`` and the summary ``summary.format(**params)``.
+    Further ``meta`` (e.g. ``jobs``) goes into every variant's meta.
     The template's parameters are declared once, under ``base`` (:func:`analysis.parameters.declare`);
     a variant's fixed values are checked against that declaration when the page is first used.
 
@@ -203,7 +204,7 @@ def notebook_variants(base: str, template: str, target: str, part: str, variants
             raise ValueError(f"notebook variant {name!r}: the summary {summary!r} names {e}, which is not one of "
                              f"its parameters ({', '.join(params)})") from None
         entries.append(Entry(name, target, text, {"template": template, "part": part, "parameters": dict(params),
-                                                  "variant_of": base}))
+                                                  "variant_of": base, **meta}))
     return entries
 
 
@@ -376,16 +377,18 @@ NOTEBOOKS = Registry("notebook", [
         {"cider-d": {"reward": "cider-d"}, "clip-mini": {"reward": "clip-mini"},
          "uniter-mini": {"reward": "uniter-mini"}, "lxmert-mini": {"reward": "lxmert-mini"},
          "blind": {"reward": "blind"}, "mix-clip-mini": {"reward": "mix:clip-mini"}},
-        "The probe, reward {reward}: SCST from the XE captioner, caption quality, grounding and fluency"),
+        "The probe, reward {reward}: SCST from the XE captioner, caption quality, grounding and fluency",
+        jobs="analysis.probe:reward_page_jobs"),
     Entry("probe-cross", "analysis.probe:run_cross",
           "The probe across rewards: every captioner scored by every scorer, examples, the human-evaluation sheet",
-          {"template": "book/notebooks/probe_cross.ipynb", "part": "The probe"}),
+          {"template": "book/notebooks/probe_cross.ipynb", "part": "The probe", "jobs": "analysis.probe:all_systems_jobs"}),
     Entry("probe-decoding", "analysis.probe:run_decoding",
           "The probe without training: reward-guided decoding with an XE or SmolLM2 prior, prior weight swept",
           {"template": "book/notebooks/probe_decoding.ipynb", "part": "The probe"}),
     Entry("probe-findings", "analysis.probe:run_findings",
           "The probe, findings: F1-F3 as tests per scorer family with blind beside each, computed verdicts",
-          {"template": "book/notebooks/probe_findings.ipynb", "part": "The probe"}),
+          {"template": "book/notebooks/probe_findings.ipynb", "part": "The probe",
+           "jobs": "analysis.probe:all_systems_jobs"}),
     # Realignment (ReCap, Paischer et al.): the closed-form map, its speed, the captions and the aligned metrics
     Entry("realign-method", "analysis.realignment:run_diagnostics",
           "Realignment, method: closed-form maps of clip-mini's image side, modality gap and retrieval before/after, "
@@ -409,10 +412,11 @@ NOTEBOOKS = Registry("notebook", [
           {"template": "book/notebooks/realign_bridge.ipynb", "part": "Realignment"}),
     Entry("realign-findings", "analysis.realignment:run_findings",
           "Realignment, findings: a computed verdict for each ReCap claim tested here",
-          {"template": "book/notebooks/realign_findings.ipynb", "part": "Realignment"}),
+          {"template": "book/notebooks/realign_findings.ipynb", "part": "Realignment",
+           "reads": ["realign-method", "realign-speed", "realign-captions", "realign-metrics", "realign-bridge"]}),
     Entry("reproducibility", "analysis.provenance:run_provenance",
           "Reproducibility: package versions, data package versions and hashes, seeds, cache entries",
-          {"template": "book/notebooks/reproducibility.ipynb", "part": "Reproducibility"}),
+          {"template": "book/notebooks/reproducibility.ipynb", "part": "Reproducibility", "reads": "all"}),
 ])
 
 
@@ -426,10 +430,15 @@ def get_metric(name: str, **kwargs):
     return METRICS.get(name, **kwargs)
 
 
-def build_scorer(name: str, **training):
+def build_scorer(name: str, *, device: str | None = None, **training):
     """A scorer by name, with ``training`` settings (``smoke``, ``seed``) passed only to embedded stand-ins,
-    which train on first use; published and local weights take none."""
-    return get_scorer(name, **training) if SCORERS.entry(name).meta.get("source") == "embedded" else get_scorer(name)
+    which train on first use; published and local weights take none. ``device`` (when given) goes to every
+    scorer's builder; without it each builder uses :func:`analysis.runtime.device` (``$STUDY_DEVICE``, else
+    CUDA when visible, else the CPU)."""
+    kwargs = dict(training) if SCORERS.entry(name).meta.get("source") == "embedded" else {}
+    if device is not None:
+        kwargs["device"] = device
+    return get_scorer(name, **kwargs)
 
 
 def build_metric(name: str, **training):

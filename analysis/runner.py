@@ -324,11 +324,17 @@ def run_order(names: list[str]) -> list[str]:
 
 
 def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict | None = None,
-        publish: bool | None = None, log_output: bool | None = None) -> dict[str, Outcome]:
+        publish: bool | None = None, log_output: bool | None = None, executor=None,
+        keep_going: bool = False) -> dict[str, Outcome]:
     """Run notebooks in run order (:func:`run_order`; all when ``names`` is empty); return ``{name: Outcome}``.
 
     Every name and parameter is checked (:func:`analysis.parameters.check_many`) before any kernel starts;
     each notebook gets the parameters it declares. ``publish`` as in :func:`run_notebook`.
+
+    Without ``executor`` the pages run one after another here, each training what it needs in its kernel.
+    With one (:mod:`analysis.executor`), the plan of :func:`analysis.jobs.plan` runs on it: the training
+    units first (in parallel on Ray), then the pages, each after what it waits for; ``keep_going`` lets the
+    other units finish after a failure (:class:`analysis.executor.RunFailed` lists the failures).
     """
     names = names or NOTEBOOKS.names()
     for n in names:
@@ -338,6 +344,11 @@ def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict |
     if publish and is_repository(root) and any(p.get("smoke") for p in checked.values()):
         raise RunRefused("smoke pages never become the repository's book pages; drop --publish (smoke runs go to "
                          f"book/generated/{RUNS}/), or run into a staged book with --root DIR")
+    if executor is not None:
+        from analysis import jobs
+
+        units = jobs.plan(names, parameters, root=root, publish=publish)
+        return {o.name: o for o in run_units(units, executor, keep_going=keep_going).values()}
     outcomes = {}
     for n in names:
         print(f"==> running notebook '{n}'" + (f" ({_flags(n, checked[n]).strip()})" if _flags(n, checked[n]) else ""),
@@ -346,6 +357,22 @@ def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict |
         outcomes[n] = o
         where = "book page" if o.published else "variant, not in the book"
         print(f"    '{n}' done in {o.seconds:.1f} s -> {o.page} ({where}; tables in {o.results})", flush=True)
+    return outcomes
+
+
+def run_units(units, executor, *, keep_going: bool = False) -> dict[str, Outcome]:
+    """Run ``units`` (:mod:`analysis.jobs`) on ``executor``; return ``{unit id: Outcome}`` of the notebook units,
+    printing where each page went. Raises :class:`analysis.executor.RunFailed` when a unit failed."""
+    kinds = {}
+    for u in units:
+        kinds[u.kind] = kinds.get(u.kind, 0) + 1
+    print(f"==> {len(units)} units on the {executor.name} executor: "
+          + ", ".join(f"{n} {k}" for k, n in kinds.items()), flush=True)
+    results = executor.run(units, keep_going=keep_going)
+    outcomes = {uid: o for uid, o in results.items() if isinstance(o, Outcome)}
+    for o in outcomes.values():
+        where = "book page" if o.published else "variant, not in the book"
+        print(f"    '{o.name}' done in {o.seconds:.1f} s -> {o.page} ({where}; tables in {o.results})", flush=True)
     return outcomes
 
 

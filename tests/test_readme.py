@@ -69,6 +69,20 @@ def prepare(command: str, root) -> tuple[list[str], dict]:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command(command, book_root, request):
     argv, env = prepare(command, book_root)
+    if argv[3] == "sweep":
+        # the sweep example runs under both executors in tests/test_executor.py (into staged books, from cold copies
+        # of the cache), which compares their tables: it must be exactly that command
+        from test_executor import SWEEP
+
+        assert argv[3:] == [*SWEEP, "--executor", "ray"], "keep the README's sweep example and test_executor.SWEEP equal"
+        return
+    if "--device" in argv and argv[argv.index("--device") + 1].startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():  # the GPU examples: a clear refusal here, before anything runs
+            proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+            assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr, proc.stderr[-2000:]
+            return
     if argv[3:] == ["all", "--smoke", "--root", str(book_root)] and env == dict(os.environ):
         # the whole smoke book: exactly the command the session fixture `smoke_book` runs (tests/conftest.py)
         root, proc = request.getfixturevalue("smoke_book")

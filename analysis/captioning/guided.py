@@ -268,7 +268,8 @@ class LMPrior:
     option ``log Σ p(end_pieces)``, full-softmax log-probabilities. Each hypothesis keeps the LM's key/value
     cache of its context, so a step feeds one new token per row, batched over the beam; proposals are
     cached per prefix (image-blind: shared by all images). Runs on ``device`` with
-    :data:`analysis.fluency.THREADS` CPU threads.
+    :data:`analysis.fluency.THREADS` CPU threads; ``device`` defaults to the device of a ``model`` passed in, else
+    :func:`analysis.runtime.device`.
 
     ``model``/``tokenizer`` default to :func:`analysis.fluency.load_lm` (``device``).
     """
@@ -276,14 +277,20 @@ class LMPrior:
     name = "smollm2"
     label = "SmolLM2-135M-Instruct (open English, image-blind)"
 
-    def __init__(self, *, prefix: str = LM_PREFIX, device: str = "cpu", end_pieces: Sequence[str] = LM_END_PIECES,
-                 model=None, tokenizer=None, cache_size: int = PROPOSAL_CACHE):
+    def __init__(self, *, prefix: str = LM_PREFIX, device: str | None = None,
+                 end_pieces: Sequence[str] = LM_END_PIECES, model=None, tokenizer=None,
+                 cache_size: int = PROPOSAL_CACHE):
         import torch
 
         from analysis import fluency
+        from analysis.runtime import resolve_device
 
         if model is None or tokenizer is None:
+            device = resolve_device(device)
             model, tokenizer = fluency.load_lm(device)
+        elif device is None:
+            p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+            device = str(p.device) if p is not None else resolve_device(None)
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.prefix = str(prefix).strip()
         self.prompt = [fluency.bos_id(tokenizer)] + (

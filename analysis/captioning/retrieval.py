@@ -235,6 +235,91 @@ def training_datastore(scorer, *, smoke: bool = False, datasets: Sequence[str] |
                            name=scorer.name, model_hash=getattr(scorer, "checkpoint_hash", None), prefix=prefix)
 
 
+# --------------------------------------------------------------------------- sharded embedding (analysis.executor)
+SHARD_KIND = "recap-datastore-shard"
+SHARD_SIZE = 4096  # captions per embedding unit (rounded up to a multiple of the scorer's batch size)
+SHARD_VERSION = 1  # part of every shard's cache key: bump when embed_shard's output changes
+
+
+def shard_bounds(n: int, shard_size: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), …]`` covering rows ``0..n`` in shards of ``shard_size`` rounded up to a multiple of
+    ``batch_size``, so every shard is made of exactly the batches a single pass over all ``n`` rows makes
+    (a text batch is padded to its longest caption: other batches could change the last float bits).
+
+    >>> shard_bounds(100, 40, 32)
+    [(0, 64), (64, 100)]
+    >>> shard_bounds(0, 40, 32)
+    []
+    """
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_bounds: shard_size ({shard_size}) and batch_size ({batch_size}) must be >= 1")
+    step = -(-int(shard_size) // int(batch_size)) * int(batch_size)
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _embedding_scorer(scorer: str, smoke: bool, seed: int):
+    from analysis.registry import build_scorer
+
+    sc = build_scorer(scorer, smoke=smoke, seed=seed)
+    if not hasattr(sc, "encode_text"):
+        raise ValueError(f"embedding needs a dual-encoder scorer with encode_text; {scorer!r} has none")
+    return sc
+
+
+def embed_shard(*, scorer: str, captions: list[str], prefix: str = "", smoke: bool = False, seed: int = 0
+                ) -> np.ndarray:
+    """Embedding unit: ``f_T(prefix + c_j)`` (as ``encode_text`` gives it) for one shard of captions, with the
+    registry's scorer ``scorer`` built in this process (an embedded stand-in loads from the cache), cached by
+    content (kind ``recap-datastore-shard``: the captions' sha256, the encoder and its checkpoint hash, the
+    prefix, the batch size, :data:`CODE_VERSION` and :data:`SHARD_VERSION`)."""
+    from analysis import cache as C
+
+    sc = _embedding_scorer(scorer, smoke, seed)
+    caps = [str(c) for c in captions]
+    h = _encoder_hash(sc.encode_text, getattr(sc, "checkpoint_hash", None))
+    recipe = {"captions_sha256": _sha256_json(caps), "n": len(caps), "encoder": sc.name, "checkpoint_hash": h,
+              "prefix": prefix, "batch_size": int(sc.batch_size), "code_version": CODE_VERSION,
+              "shard_version": SHARD_VERSION}
+
+    def compute() -> dict:  # as the encoder gives them: build_datastore normalises the merged rows once
+        return {"embeddings": np.asarray(sc.encode_text([prefix + c for c in caps]))}
+
+    return C.cached_arrays(SHARD_KIND, recipe, compute)["embeddings"] if h else compute()["embeddings"]
+
+
+def shard_units(captions: Sequence[str], scorer: str, *, batch_size: int, shard_size: int = SHARD_SIZE,
+                prefix: str = "", smoke: bool = False, seed: int = 0) -> list:
+    """One :class:`analysis.executor.Unit` per shard of :func:`shard_bounds` (:func:`embed_shard`), in order."""
+    from analysis.executor import Unit, resources
+
+    bounds = shard_bounds(len(captions), shard_size, batch_size)
+    return [Unit(f"shard:{scorer}/{i:05d}", "shard", "analysis.captioning.retrieval:embed_shard",
+                 {"scorer": scorer, "captions": list(captions[a:b]), "prefix": prefix, "smoke": smoke, "seed": seed},
+                 {"scorer": scorer, "rows": f"{a}..{b - 1}", "of": len(captions)}, resources(cpus=1, memory_gb=2))
+            for i, (a, b) in enumerate(bounds)]
+
+
+def build_datastore_sharded(captions: Sequence[str], scorer: str, *, executor=None, shard_size: int = SHARD_SIZE,
+                            prefix: str = "", smoke: bool = False, seed: int = 0, deduplicate: bool = True,
+                            cache: bool = True, progress: bool = True) -> Datastore:
+    """:func:`build_datastore` with the embeddings computed in shards (:func:`shard_units`) on ``executor`` (the
+    local one when None) and merged in order: the same captions, the same embeddings byte for byte, the same
+    cache entry (the whole store's recipe is :func:`build_datastore`'s, so either path hits the other's entry)."""
+    from analysis.executor import LocalExecutor
+
+    sc = _embedding_scorer(scorer, smoke, seed)
+
+    def encode(texts: list[str]) -> np.ndarray:  # texts are prefix + caption, in order
+        raw = [t[len(prefix):] for t in texts]
+        units = shard_units(raw, scorer, batch_size=sc.batch_size, shard_size=shard_size, prefix=prefix,
+                            smoke=smoke, seed=seed)
+        out = (executor or LocalExecutor()).run(units, progress=progress)
+        return np.concatenate([out[u.id] for u in units]) if units else np.zeros((0, 0))
+
+    return build_datastore(captions, encode, name=sc.name, model_hash=getattr(sc, "checkpoint_hash", None),
+                           prefix=prefix, deduplicate=deduplicate, cache=cache)
+
+
 # --------------------------------------------------------------------------- retrieval
 def query_embeddings(image_emb: np.ndarray, *, alignment=None) -> np.ndarray:
     """``q = A(v) / ‖A(v)‖`` per row (``v / ‖v‖`` when ``alignment`` is None); a 1-d ``v`` is one row.
@@ -415,12 +500,18 @@ class HFGenerator:
     model reads for a plain prompt) and :meth:`generate` (raw decoded continuations, ``n_candidates`` per
     input). ``kind`` is ``"causal"`` (left padding, the prompt's tokens cut from the output, chat template
     when the tokenizer has one) or ``"seq2seq"`` (the plain prompt to the encoder). ``model_hash``
-    identifies the weights in cache keys."""
+    identifies the weights in cache keys. ``device`` is where the model's inputs go: by default the device of the
+    model's weights (a model without parameters: :func:`analysis.runtime.device`)."""
 
-    def __init__(self, model, tokenizer, *, kind: str, name: str, model_hash: str, device: str = "cpu",
+    def __init__(self, model, tokenizer, *, kind: str, name: str, model_hash: str, device: str | None = None,
                  system: str | None = SYSTEM, label: str | None = None):
         if kind not in ("causal", "seq2seq"):
             raise ValueError(f"HFGenerator: kind must be 'causal' or 'seq2seq', got {kind!r}")
+        if device is None:
+            from analysis.runtime import resolve_device
+
+            p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+            device = str(p.device) if p is not None else resolve_device(None)
         self.model, self.tokenizer, self.kind, self.name = model, tokenizer, kind, name
         self.model_hash, self.device, self.system, self.label = model_hash, device, system, label or name
 
@@ -489,11 +580,12 @@ def smollm2_hash() -> str:
                          "transformers": transformers.__version__})
 
 
-def load_flan_t5(folder: str | Path, *, device: str = "cpu") -> HFGenerator:
+def load_flan_t5(folder: str | Path, *, device: str | None = None) -> HFGenerator:
     """A seq2seq generator from a FLAN-T5 (or any ``AutoModelForSeq2SeqLM``) folder written by
     ``save_pretrained``: local files only, ``trust_remote_code=False``, safetensors when the folder has them
-    (else transformers reads ``pytorch_model.bin`` with ``torch.load(weights_only=True)``, its default)."""
-    from analysis.runtime import set_offline
+    (else transformers reads ``pytorch_model.bin`` with ``torch.load(weights_only=True)``, its default), on
+    ``device`` (default :func:`analysis.runtime.device`)."""
+    from analysis.runtime import resolve_device, set_offline
     from analysis.scorers.base import WeightsUnavailable
 
     folder = Path(folder).expanduser()
@@ -502,6 +594,7 @@ def load_flan_t5(folder: str | Path, *, device: str = "cpu") -> HFGenerator:
             f"flan-t5: no model folder at {folder} (no config.json). Download FLAN-T5 elsewhere, e.g. "
             f"`huggingface-cli download google/flan-t5-base --local-dir <folder>`, copy the folder here and "
             f"pass lm='flan-t5:<folder>'")
+    device = resolve_device(device)
     set_offline()
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -514,15 +607,19 @@ def load_flan_t5(folder: str | Path, *, device: str = "cpu") -> HFGenerator:
                        device=device, label=f"FLAN-T5 ({folder.name})")
 
 
-def load_generator(lm="smollm2-135m-instruct", *, device: str = "cpu") -> HFGenerator:
+def load_generator(lm="smollm2-135m-instruct", *, device: str | None = None) -> HFGenerator:
     """The generator named by ``lm``: ``"smollm2-135m-instruct"`` (embedded; :func:`analysis.fluency.load_lm`,
-    loaded once per process and shared with the fluency measure), ``"flan-t5:<folder>"``
-    (:func:`load_flan_t5`), or an object with ``generate``/``model_input``/``model_hash``, returned as is."""
+    loaded once per process and device and shared with the fluency measure), ``"flan-t5:<folder>"``
+    (:func:`load_flan_t5`), or an object with ``generate``/``model_input``/``model_hash``, returned as is. Named
+    models are loaded on ``device`` (default :func:`analysis.runtime.device`)."""
     if not isinstance(lm, str):
         if all(hasattr(lm, a) for a in ("generate", "model_input", "model_hash", "name")):
             return lm
         raise TypeError(f"lm must be a name or a generator object; got {type(lm).__name__}")
     if lm == SMOLLM2:
+        from analysis.runtime import resolve_device
+
+        device = resolve_device(device)
         from analysis import fluency
 
         model, tok = fluency.load_lm(device)
@@ -645,11 +742,12 @@ class RetrievalCaptioner:
     ``lm``: ``"smollm2-135m-instruct"`` (default), ``"flan-t5:<folder>"`` or a generator object (loaded on
     first use). ``encode_image`` (e.g. ``scorer.encode_image``) is needed only when :meth:`caption` is
     given images rather than embeddings. ``rerank`` is a function ``(q, candidates) -> scores``
-    (e.g. :func:`aclip_rerank`) used when ``decoding.n_candidates > 1``.
+    (e.g. :func:`aclip_rerank`) used when ``decoding.n_candidates > 1``. A named ``lm`` is loaded on ``device``
+    (default :func:`analysis.runtime.device`).
     """
 
     def __init__(self, store: Datastore, *, lm=SMOLLM2, alignment=None, encode_image=None, k: int = 5,
-                 template: str = PROMPT, decoding: Decoding = Decoding(), rerank=None, device: str = "cpu",
+                 template: str = PROMPT, decoding: Decoding = Decoding(), rerank=None, device: str | None = None,
                  batch_size: int = 8, cache: bool = True, progress: bool = True):
         if int(k) < 1:
             raise ValueError(f"RetrievalCaptioner: k must be at least 1, got {k}")
@@ -934,7 +1032,7 @@ def _holm_by_family(frame: pd.DataFrame) -> pd.DataFrame:
 def run_captions(*, smoke: bool = False, seed: int = 0, scorer: str = "clip-mini", lm=SMOLLM2, k: int = 5,
                  method: str = "procrustes", n_candidates: int = 1, n_images: int | None = None, n_boot: int = 1000,
                  progress: bool = True, augment: bool = False, augment_images: int | None = None,
-                 augment_threshold: float | None = None, device: str = "cpu"):
+                 augment_threshold: float | None = None, device: str | None = None):
     """The *Realignment: captions* page: retrieval-augmented captioning on the probe's held-out test images.
 
     **Systems** (:data:`SYSTEM_LABELS`): ``nn`` / ``nn-aligned``: the top-1 retrieved caption

@@ -70,9 +70,11 @@ a real caption; they are counted in :attr:`Reward.empty`. Identical (image, capt
 scored once, and a call's captions are batched by length (little padding). Inside a call torch's
 deterministic mode does not NaN-fill new tensors (that doubles the text tower's time and changes no value).
 
-**Device.** The stand-ins' nets are small and read the frozen towers, which live on the CPU: their reward
-runs on the CPU whatever ``device`` says (the captioner may train on a GPU). Published scorers run where
-their loader put them. ``device`` is kept in :meth:`Reward.info`.
+**Device.** ``device`` (default :func:`analysis.runtime.device`: ``$STUDY_DEVICE``, else CUDA when visible, else
+the CPU) is where :func:`make_reward` builds the scorers it names; a scorer passed in (``scorers=``,
+:func:`scorer_reward`) runs where it was built. The image features are read on the CPU and moved to the
+scorer's device; rewards come back as NumPy arrays. ``device`` is kept in :meth:`Reward.info` (``"cpu"`` on a CPU
+run, named or defaulted to, so a CPU recipe keeps its key).
 """
 from __future__ import annotations
 
@@ -268,11 +270,12 @@ class ScorerTerm(Term):
             self.fast_path = "text only: the scorer never reads the image"
         elif isinstance(scorer, ClipMini):
             self.path = "clip-mini"
-            self.cache = ImageCache(len(images), lambda r: self._aligned(self._unit(scorer.net.image(images.pooled(r)))))
+            self.cache = ImageCache(len(images), lambda r: self._aligned(
+                self._unit(scorer.net.image(images.pooled(r).to(scorer.device)))))
             self.fast_path = "net.image(pooled) once per image; net.text(MiniLM sentence) once per caption"
         elif isinstance(scorer, ItmStandIn):
             self.path = "itm-stand-in"
-            self.cache = ImageCache(len(images), lambda r: scorer.net.encode_image(images.grid(r)))
+            self.cache = ImageCache(len(images), lambda r: scorer.net.encode_image(images.grid(r).to(scorer.device)))
             self.fast_path = ("net.encode_image(grid) once per image; net.encode_text once per caption; "
                               "net.fuse per (image, caption) pair")
         elif isinstance(scorer, DualEncoder):
@@ -305,12 +308,12 @@ class ScorerTerm(Term):
 
     def _aligned(self, v):
         """``v`` unchanged without a map; else ``normalise(map.apply(v))`` row by row
-        (:func:`analysis.metrics.aligned_embeddings`, float64)."""
+        (:func:`analysis.metrics.aligned_embeddings`, float64, computed in NumPy, back on ``v``'s device)."""
         if self.amap is None:
             return v
         from analysis.metrics import aligned_embeddings
 
-        return self._as_tensor(aligned_embeddings(v.detach().cpu().double().numpy(), self.amap))
+        return self._as_tensor(aligned_embeddings(v.detach().cpu().double().numpy(), self.amap)).to(v.device)
 
     @property
     def image_forwards(self) -> int:
@@ -395,10 +398,11 @@ class ScorerTerm(Term):
 
 
 def _sentence(scorer, captions):
-    """clip-mini's text input: MiniLM sentence embeddings of the scorer's own tokenisation (truncation counted)."""
+    """clip-mini's text input: MiniLM sentence embeddings of the scorer's own tokenisation (truncation counted), on
+    the scorer's device."""
     from analysis.scorers import inputs
 
-    return inputs.sentence(scorer._tokens(captions))
+    return inputs.sentence(scorer._tokens(captions), scorer.device)
 
 
 # --------------------------------------------------------------------------- the reward
@@ -524,7 +528,7 @@ def _unknown(name: str, why: str = "") -> UnknownRewardError:
 
 
 def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool, seed: int,
-                 scorers: dict | None = None) -> ScorerTerm:
+                 scorers: dict | None = None, device: str | None = None) -> ScorerTerm:
     from analysis.registry import METRICS, SCORERS, build_scorer
 
     transform, aligned = None, False
@@ -546,7 +550,7 @@ def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool
             except UnknownNameError:
                 pass
         raise _unknown(name, why) from None
-    scorer = (scorers or {}).get(base) or build_scorer(base, smoke=smoke, seed=seed)
+    scorer = (scorers or {}).get(base) or build_scorer(base, smoke=smoke, seed=seed, device=device)
     if itm_output == "probability":
         if transform is not None or scorer.output != "itm_logit":
             raise ValueError(f"itm_output='probability' applies to ITM scorers (output itm_logit); {name} gives "
@@ -566,11 +570,15 @@ def _scorer_term(name: str, images: ImageSource, *, itm_output: str, smoke: bool
     return ScorerTerm(scorer, images, transform=transform, name=name, amap=amap)
 
 
-def scorer_reward(scorer, *, data, itm_output: str = "logit", features: str = "cached", device: str = "cpu",
+def scorer_reward(scorer, *, data, itm_output: str = "logit", features: str = "cached", device: str | None = None,
                   name: str | None = None, images: ImageSource | None = None) -> Reward:
-    """A :class:`Reward` from an already built scorer (any :class:`~analysis.scorers.base.Scorer`).
-    ``images`` shares one :class:`ImageSource` (decoded images, ``exact`` tower features) between rewards
-    over the same ``data``; the per-scorer image side is still computed once per reward."""
+    """A :class:`Reward` from an already built scorer (any :class:`~analysis.scorers.base.Scorer`), which runs where
+    it was built; ``device`` (recorded in :meth:`Reward.info`) defaults to the scorer's own ``device``, else
+    :func:`analysis.runtime.device`. ``images`` shares one :class:`ImageSource` (decoded images, ``exact`` tower
+    features) between rewards over the same ``data``; the per-scorer image side is still computed once per reward."""
+    from analysis.runtime import resolve_device
+
+    device = resolve_device(device or getattr(scorer, "device", None))
     if itm_output not in ITM_OUTPUTS:
         raise ValueError(f"itm_output must be one of {ITM_OUTPUTS}, got {itm_output!r}")
     transform = None
@@ -587,13 +595,18 @@ def scorer_reward(scorer, *, data, itm_output: str = "logit", features: str = "c
 
 
 def make_reward(name: str, *, data, lam: float | None = None, itm_output: str = "logit", smoke: bool = False,
-                seed: int = 0, device: str = "cpu", features: str = "cached", scorers: dict | None = None) -> Reward:
+                seed: int = 0, device: str | None = None, features: str = "cached", scorers: dict | None = None
+                ) -> Reward:
     """The reward ``name`` over ``data`` (the training split; see the module docstring for names, fast paths,
     ``itm_output``, ``features`` and mix scaling). ``smoke`` and ``seed`` pick the embedded stand-in
     checkpoints (trained on first use, then cached). ``scorers`` maps scorer names to scorers already built with
-    the same ``smoke`` and ``seed`` (reused instead of building them again; the reward is the same)."""
+    the same ``smoke`` and ``seed`` (reused instead of building them again; the reward is the same). Scorers it
+    builds itself go on ``device`` (default :func:`analysis.runtime.device`; module docstring)."""
+    from analysis.runtime import resolve_device
+
     if not isinstance(name, str) or not name:
         raise _unknown(str(name))
+    device = resolve_device(device)
     if itm_output not in ITM_OUTPUTS:
         raise ValueError(f"itm_output must be one of {ITM_OUTPUTS}, got {itm_output!r}")
     if len(data.refs) != len(data.paths):
@@ -608,7 +621,7 @@ def make_reward(name: str, *, data, lam: float | None = None, itm_output: str = 
             raise ValueError(f"reward {name}: give lam in [0, 1] (r = lam · CIDEr-D + (1 − lam) · score), "
                              f"got {lam!r}")
         term = _scorer_term(name[len("mix:"):], ImageSource(data, features), itm_output=itm_output,
-                            smoke=smoke, seed=seed, scorers=scorers)
+                            smoke=smoke, seed=seed, scorers=scorers, device=device)
         lam = float(lam)
         return Reward(name, [(lam, CiderTerm(data)), (1.0 - lam, term)],
                       label=f"{lam:g}·CIDEr-D + {1 - lam:g}·{term.label} (raw scales, no normalisation)",
@@ -621,5 +634,5 @@ def make_reward(name: str, *, data, lam: float | None = None, itm_output: str = 
         term = CiderTerm(data, name)
         return Reward(name, [(1.0, term)], label=term.label, output=term.output, extra=extra)
     term = _scorer_term(name, ImageSource(data, features), itm_output=itm_output, smoke=smoke, seed=seed,
-                        scorers=scorers)
+                        scorers=scorers, device=device)
     return Reward(name, [(1.0, term)], label=f"{term.label} reward", output=term.output, extra=extra)

@@ -41,6 +41,8 @@ training document frequencies) and ``greedy_length``; ``None`` in other rows.
 :func:`train_scst` caches the result as a checkpoint (:func:`analysis.scorers.training.checkpoint`) under
 a recipe of the starting weights' hash, the vocabulary, the data fingerprint, the reward's provenance,
 every hyper-parameter, the seed, the device type and the smoke flag; :func:`run_scst` is the uncached loop.
+The device defaults to :func:`analysis.runtime.device` (``$STUDY_DEVICE``, else CUDA when visible, else the CPU);
+a CPU run's recipe is the same whether the CPU was named or defaulted to.
 """
 from __future__ import annotations
 
@@ -213,18 +215,20 @@ def _probe(captioner, vocab, feats, rows, reward, cider, max_len: int) -> dict:
             "greedy_length": float(np.mean([len(c.split()) for c in caps]))}
 
 
-def run_scst(captioner, vocab, data, reward, cfg: ScstConfig, *, seed: int = 0, device: str = "cpu",
+def run_scst(captioner, vocab, data, reward, cfg: ScstConfig, *, seed: int = 0, device: str | None = None,
              progress: bool = True) -> tuple[object, list[dict]]:
-    """SCST on ``captioner`` **in place** (uncached; module docstring); returns ``(captioner, rows)``."""
+    """SCST on ``captioner`` **in place** on ``device`` (uncached; module docstring; default
+    :func:`analysis.runtime.device`); returns ``(captioner, rows)``."""
     import torch
     from tqdm.auto import tqdm
 
     from analysis.captioning.rewards import CiderTerm, Reward
     from analysis.captioning.xe import ImageBatches
+    from analysis.runtime import resolve_device, seed_all
     from analysis.runtime import rng as make_rng
-    from analysis.runtime import seed_all
     from analysis.scorers.training import TRAIN_THREADS
 
+    device = resolve_device(device)
     cfg.check()
     feats_all = features_of(data)
     n = len(feats_all)
@@ -310,13 +314,17 @@ class ScstLog(list):
         return pd.DataFrame(list(self)).astype(float, errors="ignore")
 
 
-def scst_recipe(captioner, vocab, data, reward, cfg: ScstConfig, *, seed: int, device: str, smoke: bool) -> dict:
-    """Everything an SCST checkpoint depends on (module docstring)."""
+def scst_recipe(captioner, vocab, data, reward, cfg: ScstConfig, *, seed: int, device: str | None = None,
+                smoke: bool) -> dict:
+    """Everything an SCST checkpoint depends on (module docstring); ``device`` defaults to
+    :func:`analysis.runtime.device`."""
     import torch
 
+    from analysis.runtime import resolve_device
     from analysis.scorers.base import state_hash
     from analysis.scorers.training import TRAIN_THREADS
 
+    device = resolve_device(device)
     return {"what": "scst", "version": SCST_VERSION, "init_weights": state_hash(captioner.state_dict()),
             "captioner": type(captioner).__name__, "vocab": vocab_fingerprint(vocab),
             "data": {"fingerprint": data_fingerprint(data), "n_images": len(data.refs),
@@ -326,16 +334,19 @@ def scst_recipe(captioner, vocab, data, reward, cfg: ScstConfig, *, seed: int, d
 
 
 def train_scst(captioner, vocab, data, reward, *, steps: int, k: int = 5, lr: float = 5e-5, max_len: int = 20,
-               seed: int = 0, device: str = "cpu", batch_size: int = 16, clip_grad: float = 1.0,
+               seed: int = 0, device: str | None = None, batch_size: int = 16, clip_grad: float = 1.0,
                temperature: float = 1.0, probe_images: int = 32, probe_every: int = 10,
                shuffle_rewards: bool = False, smoke: bool = False, progress: bool = True) -> tuple[object, ScstLog]:
     """SCST from ``captioner`` (left untouched: a copy is trained) with ``reward``, cached by recipe.
 
     Returns ``(trained copy, log)``; ``log`` is a :class:`ScstLog` of per-step rows with ``.folder`` (the
-    checkpoint) and ``.meta``. A second call with the same recipe loads the checkpoint and the log.
+    checkpoint) and ``.meta``. A second call with the same recipe loads the checkpoint and the log. Trains and
+    returns the copy on ``device`` (default :func:`analysis.runtime.device`).
     """
+    from analysis.runtime import resolve_device
     from analysis.scorers import training
 
+    device = resolve_device(device)
     cfg = ScstConfig(steps=steps, k=k, lr=lr, max_len=max_len, batch_size=batch_size, clip_grad=clip_grad,
                      temperature=temperature, probe_images=probe_images, probe_every=probe_every,
                      shuffle_rewards=shuffle_rewards)

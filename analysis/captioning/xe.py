@@ -27,7 +27,9 @@ The vocabulary comes from the training references (``min_count``, :class:`~analy
 
 **Cache.** :func:`analysis.scorers.training.checkpoint` under a recipe of the config, seed, smoke flag,
 device type, the data fingerprint (image file hashes, ids, references, feature-cache key), the image
-tower hash and :data:`CODE_VERSION`. The folder holds ``model.safetensors``, ``vocab.json``,
+tower hash and :data:`CODE_VERSION`. The device defaults to :func:`analysis.runtime.device` (``$STUDY_DEVICE``,
+else CUDA when visible, else the CPU); its *type* is in the recipe, so a CPU checkpoint keeps its key and a GPU
+one is its own entry. The folder holds ``model.safetensors``, ``vocab.json``,
 ``config.json`` and ``meta.json`` (the training log); :func:`load_captioner` rebuilds the model.
 """
 from __future__ import annotations
@@ -184,10 +186,13 @@ def config_for(smoke: bool) -> XEConfig:
     return SMOKE if smoke else DEFAULT
 
 
-def xe_recipe(cfg: XEConfig, data: CaptionData, *, seed: int, smoke: bool, device: str = "cpu") -> dict:
-    """What an XE checkpoint depends on (see the module docstring)."""
+def xe_recipe(cfg: XEConfig, data: CaptionData, *, seed: int, smoke: bool, device: str | None = None) -> dict:
+    """What an XE checkpoint depends on (see the module docstring); ``device`` defaults to
+    :func:`analysis.runtime.device`."""
     from analysis import towers
+    from analysis.runtime import resolve_device
 
+    device = resolve_device(device)
     return {"config": asdict(cfg), "seed": int(seed), "smoke": bool(smoke), "code_version": CODE_VERSION,
             "device": torch.device(device).type, "threads": training.TRAIN_THREADS,
             "data": {"fingerprint": data.fingerprint(), "n_images": len(data), "split": data.split,
@@ -283,9 +288,11 @@ def _save(model: Captioner, folder: Path, meta: dict) -> None:
     (Path(folder) / CONFIG_FILE).write_text(json.dumps(asdict(model.config), sort_keys=True))
 
 
-def load_captioner(folder: str | Path, device: str = "cpu") -> Captioner:
+def load_captioner(folder: str | Path, device: str | None = None) -> Captioner:
     """The captioner saved in ``folder`` (``config.json``, ``vocab.json``, ``model.safetensors``), in eval
-    mode on ``device``; ``.weights_sha256`` is the weight file's hash."""
+    mode on ``device`` (default :func:`analysis.runtime.device`); ``.weights_sha256`` is the weight file's hash."""
+    from analysis.runtime import resolve_device
+
     folder = Path(folder)
     missing = [f for f in (CONFIG_FILE, VOCAB_FILE, training.WEIGHTS) if not (folder / f).is_file()]
     if missing:
@@ -295,14 +302,17 @@ def load_captioner(folder: str | Path, device: str = "cpu") -> Captioner:
     vocab = Vocab.from_dict(json.loads((folder / VOCAB_FILE).read_text()))
     model = Captioner(vocab, cfg)
     model.weights_sha256 = training.load_checkpoint(model, folder)
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
-def train_xe(data: CaptionData, *, smoke: bool = False, seed: int = 0, device: str = "cpu",
+def train_xe(data: CaptionData, *, smoke: bool = False, seed: int = 0, device: str | None = None,
              config: XEConfig | None = None) -> tuple[Captioner, Vocab, Path]:
     """The XE captioner for ``data`` (a training split): ``(captioner, vocab, folder)``, trained on a cache
-    miss and loaded from ``folder`` on a hit (the same weights either way). ``config`` defaults to
-    :data:`SMOKE` or :data:`DEFAULT`."""
+    miss and loaded from ``folder`` on a hit (the same weights either way), on ``device`` (default
+    :func:`analysis.runtime.device`). ``config`` defaults to :data:`SMOKE` or :data:`DEFAULT`."""
+    from analysis.runtime import resolve_device
+
+    device = resolve_device(device)
     cfg = config or config_for(smoke)
     if data.split != "train":
         raise ValueError(f"train_xe: data is the {data.split!r} split; train on caption_data('train')")

@@ -195,7 +195,8 @@ class NgramPrior(StandIn, TextOnly):
         return np.array([mean_logprob(self.lm, w[:self.max_text_tokens], self.floor) for w in words])
 
 
-def blind(*, smoke: bool = False, seed: int = 0, **overrides) -> NgramPrior:
-    """``get_scorer("blind")``: the caption n-gram prior (counted on first use, then cached)."""
+def blind(*, smoke: bool = False, seed: int = 0, device: str | None = None, **overrides) -> NgramPrior:
+    """``get_scorer("blind")``: the caption n-gram prior (counted on first use, then cached). ``device`` is
+    accepted like every scorer's and not used: n-gram counts run in plain Python, the same on any machine."""
     lm, folder, meta = trained_lm(smoke=smoke, seed=seed, **overrides)
     return NgramPrior(lm, folder, meta, seed=seed, smoke=smoke)

@@ -255,9 +255,10 @@ class OpenClipScorer(DualEncoder):
     """An open_clip model; ``score`` is the cosine of the normalised image and text embeddings."""
 
     def __init__(self, model, preprocess, tokenizer, *, name: str, label: str, pretrained: str,
-                 source: str = "published", batch_size: int = 32, device: str = "cpu"):
+                 source: str = "published", batch_size: int = 32, device: str | None = None):
         super().__init__()
         self.source = source
+        device = pick_device(device)
         self.model = model.float().eval().to(device)
         self.preprocess, self.tokenizer, self.device = preprocess, tokenizer, device
         self.name, self.label, self.pretrained, self.batch_size = name, label, pretrained, int(batch_size)

@@ -8,9 +8,10 @@
   (the ITM nets).
 
 :func:`train_data` gathers them for a whole :class:`~analysis.scorers.training.TrainingSet`
-(image features come from the feature cache of :mod:`analysis.towers`). At score time the
-scorers run the same towers on the PIL images they are given, so cached and fresh
-features agree (``tests/test_towers.py``).
+(image features come from the feature cache of :mod:`analysis.towers`, text features from the CPU
+text tower, so training inputs never depend on the device), moved to the device the net trains
+on. At score time the scorers run the same towers, on their own device, on the PIL images they
+are given, so cached and fresh features agree (``tests/test_towers.py``).
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ from analysis.scorers import training
 TEXT_SOURCES = ("sentence", "embeddings", "states")
 
 
-def text_inputs(source: str, tokens: towers.Tokens) -> torch.Tensor:
+def text_inputs(source: str, tokens: towers.Tokens, device: str | None = None) -> torch.Tensor:
     """The frozen text input of an ITM net: MiniLM's embedding-layer output (``"embeddings"``)
-    or its last-layer token states (``"states"``), ``(n, T, 384)``."""
-    tower = towers.text_tower()
+    or its last-layer token states (``"states"``), ``(n, T, 384)``, from the text tower on ``device``
+    (default the CPU)."""
+    tower = towers.text_tower(device)
     if source == "embeddings":
         return tower.embeddings(tokens)
     if source == "states":
@@ -39,10 +41,11 @@ def text_inputs(source: str, tokens: towers.Tokens) -> torch.Tensor:
 
 
 def pad(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Variable-length ``(L_i, d)`` rows -> zero-padded ``(n, max L, d)`` and a ``(n, max L)`` mask."""
-    lengths = torch.tensor([len(r) for r in rows])
+    """Variable-length ``(L_i, d)`` rows -> zero-padded ``(n, max L, d)`` and a ``(n, max L)`` mask, both on
+    the rows' device."""
     x = nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
-    return x, (torch.arange(x.shape[1])[None, :] < lengths[:, None]).long()
+    lengths = torch.tensor([len(r) for r in rows], device=x.device)
+    return x, (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).long()
 
 
 def per_caption(source: str, captions: Sequence[str], *, batch_size: int = 128, desc: str = "") -> list[torch.Tensor]:
@@ -73,25 +76,28 @@ class TrainData:
     tokens: list[torch.Tensor] = field(default_factory=list)
 
 
-def train_data(ts: training.TrainingSet, text: str, *, images: bool = True) -> TrainData:
+def train_data(ts: training.TrainingSet, text: str, *, images: bool = True, device: str | None = None) -> TrainData:
     """Cached tower features of the training images (unless ``images=False``) plus the text
-    features ``text`` names (one of :data:`TEXT_SOURCES`)."""
+    features ``text`` names (one of :data:`TEXT_SOURCES`), computed on the CPU and put on ``device``
+    (default: left on the CPU)."""
     if text not in TEXT_SOURCES:
         raise ValueError(f"unknown text features {text!r}; valid: {', '.join(TEXT_SOURCES)}")
+    dev = torch.device(device or "cpu")
     if images:
         feats = towers.image_features(ts.paths)
-        data = TrainData(ts, torch.from_numpy(feats.pooled), torch.from_numpy(feats.grid))
+        data = TrainData(ts, torch.from_numpy(feats.pooled).to(dev), torch.from_numpy(feats.grid).to(dev))
     else:
         data = TrainData(ts, torch.zeros(0), torch.zeros(0))
     if text == "sentence":
-        data.sentence = torch.from_numpy(towers.sentence_features(ts.captions))
+        data.sentence = torch.from_numpy(towers.sentence_features(ts.captions)).to(dev)
     else:
-        data.tokens = per_caption(text, ts.captions)
+        data.tokens = [t.to(dev) for t in per_caption(text, ts.captions)]
     return data
 
 
-def sentence(tokens: towers.Tokens) -> torch.Tensor:
+def sentence(tokens: towers.Tokens, device: str | None = None) -> torch.Tensor:
     """Unit-length MiniLM sentence embeddings ``(n, 384)`` of tokenised captions (what
-    :func:`analysis.towers.sentence_features` caches for the training captions)."""
-    tower = towers.text_tower()
+    :func:`analysis.towers.sentence_features` caches for the training captions), by the text tower on
+    ``device`` (default the CPU)."""
+    tower = towers.text_tower(device)
     return tower.mean_pool(tower.states(tokens), tokens.mask)

@@ -209,7 +209,7 @@ class UniterMiniNet(nn.Module):
 
     def fuse(self, t, t_mask, v):
         x = torch.cat([t, v], 1)
-        m = torch.cat([t_mask.bool(), torch.ones(v.shape[:2], dtype=torch.bool)], 1)
+        m = torch.cat([t_mask.bool(), torch.ones(v.shape[:2], dtype=torch.bool, device=v.device)], 1)
         for i, layer in enumerate(self.layers):
             x = layer(x, m, first_only=i == len(self.layers) - 1)
         return self.head(x)

@@ -86,10 +86,11 @@ def itm_step(net, data: TrainData, sampler: PairSampler, cfg) -> torch.Tensor:
     v = net.encode_image(data.grid[torch.from_numpy(imgs)].float())
     t, mask = pad([data.tokens[j] for j in c])
     z = net.fuse(net.encode_text(t, mask), mask, v[torch.from_numpy(k)])
-    return balanced_bce(z, torch.from_numpy(y))
+    return balanced_bce(z, torch.from_numpy(y).to(z.device))
 
 
 def caption_itm_step(net, data: TrainData, sampler: PairSampler, cfg) -> torch.Tensor:
     """One blind+neg step: the rows of :func:`itm_step`, captions only (the image is never read)."""
     _, _, caps, y = sampler.itm_batch(cfg.schedule.batch_size)
-    return balanced_bce(net(data.sentence[torch.from_numpy(caps)]), torch.from_numpy(y))
+    z = net(data.sentence[torch.from_numpy(caps)])
+    return balanced_bce(z, torch.from_numpy(y).to(z.device))

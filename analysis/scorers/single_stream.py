@@ -65,9 +65,10 @@ class HFMatchScorer(Scorer):
     """Plumbing shared by the transformers matching heads: a float32 eval model and counted truncation."""
 
     def __init__(self, model, tokenizer, *, name: str, pretrained: str, output: str, max_text_tokens: int,
-                 source: str = "published", batch_size: int = 32, device: str = "cpu"):
+                 source: str = "published", batch_size: int = 32, device: str | None = None):
         super().__init__()
         self.source = source
+        device = pick_device(device)
         self.model, self.tokenizer = model.float().eval().to(device), tokenizer
         self.output, self.device = check_output(output), device
         self.name, self.pretrained, self.batch_size = name, pretrained, int(batch_size)

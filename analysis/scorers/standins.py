@@ -26,6 +26,12 @@ features of the training images are computed once and cached; at score time the 
 run the towers on the PIL images they are given, so they work on any image. All modules
 are in eval mode (no dropout) when scoring; padding is masked so a pair's score does not
 depend on the batch it is in.
+
+**Device.** :func:`build` trains and scores on ``device`` (default :func:`analysis.runtime.device`:
+``$STUDY_DEVICE``, else CUDA when visible, else the CPU). The training inputs are the same CPU-computed
+tower features on every device (moved to it); at score time the towers run on the scorer's device. A
+checkpoint trained on the CPU has the recipe it always had; one trained on another device type records
+that type in its recipe, so it is a separate cache entry and never stands in for the CPU one.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ from analysis import cache, towers
 from analysis.scorers import configs, inputs, networks, objectives, training, validation
 from analysis.scorers.base import DualEncoder, Scorer, TextOnly
 from analysis.scorers.training import Schedule
+from analysis.scorers.weights import pick_device
 
 NEG_NOTE = "trained on perturbation negatives"
 
@@ -89,14 +96,16 @@ def config_for(spec: Spec, smoke: bool, **overrides):
     return replace(cfg, **overrides) if overrides else cfg
 
 
-def train_net(spec: Spec, cfg, ts: training.TrainingSet, seed: int, val: training.TrainingSet | None = None
-              ) -> tuple[nn.Module, dict]:
-    """Seed, build ``spec``'s net and train it on ``ts`` (no cache); returns ``(net, log)``. With
-    ``val``, the log also holds the held-out metric of :mod:`analysis.scorers.validation`."""
+def train_net(spec: Spec, cfg, ts: training.TrainingSet, seed: int, val: training.TrainingSet | None = None,
+              device: str | None = None) -> tuple[nn.Module, dict]:
+    """Seed, build ``spec``'s net and train it on ``ts`` on ``device`` (no cache; default
+    :func:`analysis.runtime.device`); returns ``(net, log)``, the net on ``device``. With ``val``, the log
+    also holds the held-out metric of :mod:`analysis.scorers.validation`."""
+    device = pick_device(device)
     t0 = time.perf_counter()
     training.start(seed)
-    net = spec.make_net(cfg)
-    data = inputs.train_data(ts, spec.text, images=spec.images)
+    net = spec.make_net(cfg).to(device)
+    data = inputs.train_data(ts, spec.text, images=spec.images, device=device)
     sampler = training.PairSampler(ts, seed, p_canonical=getattr(cfg, "p_canonical", 0.5),
                                    p_hard=getattr(cfg, "p_hard", 0.0))
     prep = time.perf_counter() - t0  # tower features (cached after the first build) and text inputs
@@ -108,17 +117,20 @@ def train_net(spec: Spec, cfg, ts: training.TrainingSet, seed: int, val: trainin
     return net, log
 
 
-def trained(spec: Spec, *, smoke: bool, seed: int, **overrides) -> tuple[nn.Module, Path, dict]:
-    """Build ``spec``'s net and load (or train and cache) its weights; returns ``(net, folder, meta)``."""
+def trained(spec: Spec, *, smoke: bool, seed: int, device: str | None = None, **overrides
+            ) -> tuple[nn.Module, Path, dict]:
+    """Build ``spec``'s net and load (or train on ``device`` and cache) its weights; returns ``(net, folder,
+    meta)``, the net on ``device`` (default :func:`analysis.runtime.device`)."""
+    device = pick_device(device)
     cfg = config_for(spec, smoke, **overrides)
     ts = training.training_set(smoke=smoke, seed=seed, hard_per_kind=cfg.hard_per_kind)
     val = validation.val_set(cfg, smoke=smoke, seed=seed)
-    recipe = training.base_recipe(cfg, ts, seed=seed, smoke=smoke, val=val)
-    folder = training.checkpoint(spec.name, recipe, lambda: train_net(spec, cfg, ts, seed, val))
+    recipe = training.with_device(training.base_recipe(cfg, ts, seed=seed, smoke=smoke, val=val), device)
+    folder = training.checkpoint(spec.name, recipe, lambda: train_net(spec, cfg, ts, seed, val, device))
     training.start(seed)  # the net's random init is overwritten by the checkpoint; seeding keeps it tidy
     net = spec.make_net(cfg)
     training.load_checkpoint(net, folder)
-    return net, folder, training.read_meta(folder)
+    return net.to(device), folder, training.read_meta(folder)
 
 
 # --------------------------------------------------------------------------- scorers
@@ -127,6 +139,7 @@ class StandIn:
 
     source = "embedded"
     max_text_tokens = towers.MAX_TEXT_TOKENS
+    device = "cpu"  # where the net and the towers it reads run (set by :meth:`_place`)
 
     def _provenance(self, spec, folder: Path, meta: dict, *, seed: int, smoke: bool,
                     weights: str = training.WEIGHTS) -> None:
@@ -148,25 +161,31 @@ class StandIn:
                 "train_seconds": self.train_seconds, "val": self.val}
 
     def _tokens(self, captions: Sequence[str]) -> towers.Tokens:
-        tok = towers.text_tower().tokenize(captions, self.max_text_tokens)
+        tok = towers.text_tower(self.device).tokenize(captions, self.max_text_tokens)
         self.count_truncation(tok.lengths)
         return tok
+
+    def _place(self, net: nn.Module, device: str | None) -> nn.Module:
+        """``net`` in eval mode on ``device`` (default :func:`analysis.runtime.device`), kept as ``self.device``."""
+        self.device = pick_device(device)
+        return net.eval().to(self.device)
 
 
 class ClipMini(StandIn, DualEncoder):
     """clip-mini / clip-mini+neg: cosine of the projected pooled image feature and MiniLM sentence embedding."""
 
-    def __init__(self, spec: Spec, net: networks.ClipMiniNet, folder: Path, meta: dict, *, seed: int, smoke: bool):
+    def __init__(self, spec: Spec, net: networks.ClipMiniNet, folder: Path, meta: dict, *, seed: int, smoke: bool,
+                 device: str | None = None):
         Scorer.__init__(self)
-        self.net = net.eval()
+        self.net = self._place(net, device)
         self._provenance(spec, folder, meta, seed=seed, smoke=smoke)
 
     def _encode_image_batch(self, images):
-        pooled, _ = towers.image_tower().encode(images)
+        pooled, _ = towers.image_tower(self.device).encode(images)
         return self.net.image(pooled)
 
     def _encode_text_batch(self, captions):
-        return self.net.text(inputs.sentence(self._tokens(captions)))
+        return self.net.text(inputs.sentence(self._tokens(captions), self.device))
 
     def logit_scale(self) -> float:
         """The learned temperature ``exp(s)``."""
@@ -178,19 +197,22 @@ class ItmStandIn(StandIn, Scorer):
 
     pair_chunk = 256
 
-    def __init__(self, spec: Spec, net: nn.Module, folder: Path, meta: dict, *, seed: int, smoke: bool):
+    def __init__(self, spec: Spec, net: nn.Module, folder: Path, meta: dict, *, seed: int, smoke: bool,
+                 device: str | None = None):
         Scorer.__init__(self)
-        self.net = net.eval()
+        self.net = self._place(net, device)
         self._provenance(spec, folder, meta, seed=seed, smoke=smoke)
 
     def _text(self, captions):
+        """Text-encoder rows ``(n, T, d)`` and their mask ``(n, T)``, both on the scorer's device."""
         tok = self._tokens(captions)
-        return self.net.encode_text(inputs.text_inputs(self.net.text_source, tok), tok.mask), tok.mask
+        mask = tok.mask.to(self.device)
+        return self.net.encode_text(inputs.text_inputs(self.net.text_source, tok, self.device), mask), mask
 
     def _score_batch(self, images, captions):
-        _, grid = towers.image_tower().encode(images)
+        _, grid = towers.image_tower(self.device).encode(images)
         t, mask = self._text(captions)
-        return self.net.fuse(t, mask, self.net.encode_image(grid)).numpy()
+        return self.net.fuse(t, mask, self.net.encode_image(grid)).cpu().numpy()
 
     def _score_matrix(self, images, captions) -> np.ndarray:
         """``S[i, j] = score(images[i], captions[j])``, with each image and caption encoded once and
@@ -201,7 +223,8 @@ class ItmStandIn(StandIn, Scorer):
         if n == 0 or m == 0:
             return np.zeros((n, m))
         with torch.no_grad():
-            vis = torch.cat([self.net.encode_image(towers.image_tower().encode(list(images[i:i + self.batch_size]))[1])
+            tower = towers.image_tower(self.device)
+            vis = torch.cat([self.net.encode_image(tower.encode(list(images[i:i + self.batch_size]))[1])
                              for i in range(0, n, self.batch_size)])
             rows = []
             for j in range(0, m, self.batch_size):
@@ -212,21 +235,22 @@ class ItmStandIn(StandIn, Scorer):
                           disable=n * m < 8 * self.pair_chunk):
                 idx = np.arange(s, min(s + self.pair_chunk, n * m))
                 t, mask = inputs.pad([rows[j] for j in idx % m])
-                out[idx] = self.net.fuse(t, mask, vis[torch.from_numpy(idx // m)]).numpy()
+                out[idx] = self.net.fuse(t, mask, vis[torch.from_numpy(idx // m)]).cpu().numpy()
         return out.reshape(n, m)
 
 
 class CaptionClassifier(StandIn, TextOnly):
     """blind+neg: the MLP's matching logit for the caption alone (images checked, then ignored)."""
 
-    def __init__(self, spec: Spec, net: networks.BlindNet, folder: Path, meta: dict, *, seed: int, smoke: bool):
+    def __init__(self, spec: Spec, net: networks.BlindNet, folder: Path, meta: dict, *, seed: int, smoke: bool,
+                 device: str | None = None):
         Scorer.__init__(self)
-        self.net = net.eval()
+        self.net = self._place(net, device)
         self._provenance(spec, folder, meta, seed=seed, smoke=smoke)
 
     def _text_scores(self, captions) -> np.ndarray:
         with torch.no_grad():
-            return self.net(inputs.sentence(self._tokens(captions))).numpy()
+            return self.net(inputs.sentence(self._tokens(captions), self.device)).cpu().numpy()
 
 
 # --------------------------------------------------------------------------- the table
@@ -265,11 +289,13 @@ SPECS: dict[str, Spec] = {
 
 
 # --------------------------------------------------------------------------- registry builders
-def build(name: str, *, smoke: bool = False, seed: int = 0, **overrides) -> Scorer:
-    """The stand-in ``name`` of :data:`SPECS`, trained on first use (then cached) and wrapped as a scorer."""
+def build(name: str, *, smoke: bool = False, seed: int = 0, device: str | None = None, **overrides) -> Scorer:
+    """The stand-in ``name`` of :data:`SPECS`, trained on first use (then cached) and wrapped as a scorer, on
+    ``device`` (default :func:`analysis.runtime.device`; module docstring)."""
     spec = SPECS[name]
-    net, folder, meta = trained(spec, smoke=smoke, seed=seed, **overrides)
-    return spec.scorer(spec, net, folder, meta, seed=seed, smoke=smoke)
+    device = pick_device(device)
+    net, folder, meta = trained(spec, smoke=smoke, seed=seed, device=device, **overrides)
+    return spec.scorer(spec, net, folder, meta, seed=seed, smoke=smoke, device=device)
 
 
 def clip_mini(**kw) -> ClipMini:

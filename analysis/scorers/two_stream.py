@@ -82,10 +82,11 @@ class GridFeatures:
     """
 
     def __init__(self, arch: str = "resnet101", weights: str | Path | None = None, *, grid: int = 6,
-                 image_size: int = 448, device: str = "cpu"):
+                 image_size: int = 448, device: str | None = None):
         import torch
         import torchvision
 
+        device = pick_device(device)
         if arch not in RESNETS:
             raise ValueError(f"grid features: arch must be one of {RESNETS}, not {arch!r}")
         self.arch, self.grid, self.image_size, self.device = arch, int(grid), int(image_size), device

@@ -15,7 +15,8 @@ training images, and how far above chance:
 * the n-gram prior: mean log-probability per token of the val captions
   (:func:`analysis.scorers.blind.heldout_logprob`).
 
-Each returns ``{"split": "val", "metric", "value", "chance", "n", ...}``.
+Each returns ``{"split": "val", "metric", "value", "chance", "n", ...}``; the net is run where its
+parameters are (the device it was trained on).
 """
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def val_set(cfg, *, smoke: bool, seed: int) -> training.TrainingSet:
     return training.training_set(smoke=smoke, seed=seed, hard_per_kind=cfg.hard_per_kind, split="val")
 
 
+def _device(net) -> torch.device:
+    """The device of ``net``'s parameters (the CPU for a net without any)."""
+    p = next(iter(net.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def _result(metric: str, hits: np.ndarray, chance: float, **extra) -> dict:
     return {"split": "val", "metric": metric, "value": round(float(np.mean(hits)), 4) if len(hits) else None,
             "chance": round(float(chance), 4), "n": int(len(hits)), "used_for_selection": False, **extra}
@@ -40,11 +47,11 @@ def _result(metric: str, hits: np.ndarray, chance: float, **extra) -> dict:
 def i2t_recall_at_1(net, val: training.TrainingSet, cfg, *, seed: int = 0) -> dict:
     """``R@1 = mean_i [gallery[argmax_j <u_i, v_j>] is true of image i]`` over the val images, the
     gallery holding each image's first caption once (chance: ``mean_i |true_i ∩ gallery| / |gallery|``)."""
-    data = inputs.train_data(val, "sentence")
+    data = inputs.train_data(val, "sentence", device=_device(net))
     gallery = sorted({p[0] for p in val.positives})
     u = F.normalize(net.image(data.pooled), dim=-1)
     v = F.normalize(net.text(data.sentence[torch.tensor(gallery)]), dim=-1)
-    best = (u @ v.T).argmax(1).numpy()
+    best = (u @ v.T).argmax(1).cpu().numpy()
     hits = np.array([gallery[b] in val.positives[i] for i, b in enumerate(best)])
     chance = np.mean([len(set(p) & set(gallery)) / len(gallery) for p in val.positives])
     return _result("i2t_recall_at_1", hits, chance, gallery=len(gallery))
@@ -63,7 +70,7 @@ def _negatives(cfg) -> str:
 @torch.no_grad()
 def win_rate(net, val: training.TrainingSet, cfg, *, seed: int = 0, chunk: int = 128) -> dict:
     """``mean_i [z(image_i, true_i) > z(image_i, negative_i)]`` for an ITM net (chance 0.5)."""
-    data = inputs.train_data(val, net.text_source)
+    data = inputs.train_data(val, net.text_source, device=_device(net))
     pos, neg = _pairs(val, cfg, seed)
     z = {}
     for name, caps in (("pos", pos), ("neg", neg)):
@@ -73,14 +80,14 @@ def win_rate(net, val: training.TrainingSet, cfg, *, seed: int = 0, chunk: int =
             t, mask = inputs.pad([data.tokens[caps[i]] for i in idx])
             v = net.encode_image(data.grid[torch.tensor(idx)].float())
             out.append(net.fuse(net.encode_text(t, mask), mask, v))
-        z[name] = torch.cat(out).numpy()
+        z[name] = torch.cat(out).cpu().numpy()
     return _result("win_rate", z["pos"] > z["neg"], 0.5, negatives=_negatives(cfg))
 
 
 @torch.no_grad()
 def caption_win_rate(net, val: training.TrainingSet, cfg, *, seed: int = 0) -> dict:
     """:func:`win_rate` for the caption-only classifier (blind+neg): the image is never read."""
-    data = inputs.train_data(val, "sentence", images=False)
+    data = inputs.train_data(val, "sentence", images=False, device=_device(net))
     pos, neg = _pairs(val, cfg, seed)
-    zp, zn = net(data.sentence[torch.tensor(pos)]).numpy(), net(data.sentence[torch.tensor(neg)]).numpy()
+    zp, zn = net(data.sentence[torch.tensor(pos)]).cpu().numpy(), net(data.sentence[torch.tensor(neg)]).cpu().numpy()
     return _result("win_rate", zp > zn, 0.5, negatives=_negatives(cfg))

@@ -152,11 +152,13 @@ def as_rgb(images: Sequence) -> list:
     return out
 
 
-def pick_device(device):
-    """``device`` if given, else the study default (:func:`analysis.runtime.device`)."""
-    from analysis.runtime import device as default_device
+def pick_device(device=None) -> str:
+    """``device`` if given, else the study default (:func:`analysis.runtime.device`: ``$STUDY_DEVICE``, else CUDA
+    when visible, else CPU), checked by :func:`analysis.runtime.resolve_device` (an unusable device is a clear
+    error before any model is built)."""
+    from analysis.runtime import resolve_device
 
-    return device or default_device()
+    return resolve_device(device)
 
 
 def from_pretrained_complete(cls, folder: Path):
