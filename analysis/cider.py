@@ -44,6 +44,9 @@ from typing import Hashable, Iterable, Mapping, Sequence
 import numpy as np
 
 SOURCE = "pycocoevalcap 1.2 cider_scorer.py (re-implemented, same definition)"
+#: bump when a score can change, even in its last bit (part of every CIDEr-D reward's recipe, hence of SCST
+#: checkpoints): 2 sums a reference's norm in its own n-gram order, no longer in vocabulary-id order
+CODE_VERSION = 2
 
 
 def ngram_counts(caption: str, n: int = 4) -> Counter:

@@ -17,8 +17,9 @@ the units it waits for. A unit never knows which executor runs it: both call :fu
 Both show one progress bar over all units. A failed unit is reported with its id and parameters; by
 default the run stops at the first failure (Ray cancels what is still pending), with ``keep_going`` the
 others run to the end (units waiting for a failed one are skipped) and :class:`RunFailed` lists every
-failure. What finished stays finished: results live in the content-addressed cache (atomic renames) and
-in the runner's pages, so a rerun redoes only what failed or never ran.
+failure. What finished stays finished: checkpoints and tables live in the content-addressed cache (atomic
+renames) and the pages in place, so a rerun finds the finished training in the cache (pages run again,
+quickly, from it) and redoes only what failed or never ran.
 """
 from __future__ import annotations
 
@@ -173,12 +174,23 @@ def _ray():
 
 
 def worker_env() -> dict[str, str]:
-    """The variables of :data:`PROPAGATED` set here, ``STUDY_CACHE`` made absolute (the cache root every worker
-    must share)."""
+    """The variables of :data:`PROPAGATED` set here, with the paths made absolute (a worker starts in another
+    folder): ``STUDY_CACHE`` (the cache root every worker must share), ``STUDY_DATA``, and ``PYTHONPATH`` with the
+    folders the loaded plugins came from in front (as :func:`analysis.runner.run_notebook` does for kernels).
+    ``STUDY_DEVICE`` is always set, to the device type this process resolved (:func:`analysis.runtime.device`):
+    every unit of a plan runs on one kind of device whatever node it lands on (an index such as ``cuda:1`` is
+    dropped: Ray gives each GPU task its own ``CUDA_VISIBLE_DEVICES``)."""
     from analysis import cache
+    from analysis.runtime import device, plugin_paths
 
     env = {k: os.environ[k] for k in PROPAGATED if os.environ.get(k)}
     env["STUDY_CACHE"] = str(cache.root().resolve())
+    if env.get("STUDY_DATA"):
+        env["STUDY_DATA"] = str(Path(env["STUDY_DATA"]).expanduser().resolve())
+    paths = [*plugin_paths(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(str(Path(p).expanduser().resolve()) for p in paths))
+    env["STUDY_DEVICE"] = device().split(":")[0]
     return env
 
 
@@ -217,6 +229,7 @@ class RayExecutor:
         check_plan(units)
         ray, started = self._init()
         try:
+            self.check_fits(ray, units)
             return self._run(ray, list(units), keep_going, progress)
         finally:
             if started:
@@ -224,7 +237,21 @@ class RayExecutor:
 
     def _submit(self, remote, u: Unit):
         return remote.options(name=u.id, max_retries=self.max_retries, retry_exceptions=False,
-                              **{k: v for k, v in u.resources.items() if v}).remote(u)
+                              **{k: v for k, v in u.resources.items() if v is not None}).remote(u)
+
+    @staticmethod
+    def check_fits(ray, units: Sequence[Unit]) -> None:
+        """Refuse (:class:`ExecutorError`) a unit whose request no node of the cluster can meet (it would wait
+        forever), naming the unit, what it asks for and what the cluster has."""
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+        for u in units:
+            need = {names[k]: v for k, v in u.resources.items() if k in names and v}
+            if need and not any(all(node.get(r, 0) >= v for r, v in need.items()) for node in nodes):
+                have = [{r: node.get(r, 0) for r in need} for node in nodes]
+                raise ExecutorError(f"{u.describe()} asks for {need}, which no node of the Ray cluster has "
+                                    f"(nodes: {have}); start the cluster with more (--num-cpus, GPUs) or run "
+                                    "where they are")
 
     def _run(self, ray, units: list[Unit], keep_going: bool, progress: bool) -> dict[str, Any]:
         results, failures, skipped = {}, {}, []

@@ -144,6 +144,36 @@ def visual_vocabulary(object_names: Sequence[str], captions: Sequence[str] = (),
     return frozenset(heads | nouns)
 
 
+VOCABULARY_KIND = "visual-vocabulary"
+
+
+def visual_vocabulary_cached(object_names: Sequence[str], captions: Sequence[str] = ()) -> frozenset[str]:
+    """:func:`visual_vocabulary` (with WordNet), cached by content: the object names, the sha256 of the captions,
+    the WordNet folder's entry hash, the spaCy model and its version, and the source of this module and of
+    :mod:`analysis.wordnet`. Loading WordNet and testing every caption noun costs about 10 s per process; a hit
+    costs milliseconds."""
+    import hashlib
+    import inspect
+    import json
+
+    from analysis import cache
+    from analysis import wordnet as wn
+
+    def source(module) -> str:
+        return cache.file_sha256(inspect.getsourcefile(module))
+
+    names, caps = [str(n) for n in object_names], [str(c) for c in captions]
+    recipe = {"names": names, "captions_sha256": hashlib.sha256(json.dumps(caps).encode()).hexdigest(),
+              "wordnet": cache.entry_hash(wn.nltk_data_dir()), "spacy_model": SPACY_MODEL,
+              "spacy_model_version": nlp().meta.get("version"), "code": [source(inspect.getmodule(nlp)), source(wn)]}
+
+    def build(folder) -> None:
+        (folder / "words.json").write_text(json.dumps(sorted(visual_vocabulary(names, caps))))
+
+    folder = cache.entry(VOCABULARY_KIND, recipe, build)
+    return frozenset(json.loads((folder / "words.json").read_text()))
+
+
 def visual_word_counts(captions: Sequence[str], vocabulary: frozenset[str]) -> "pd.DataFrame":
     """Per caption: ``visual_words`` (the noun lemmas in ``vocabulary``, in order), their ``count`` and the
     ``ratio`` = count / number of words (0 for an empty caption)."""

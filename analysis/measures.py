@@ -328,7 +328,7 @@ def run_measures(metrics: list[str] | None = None, datasets: list[str] | None = 
     unigram = fluency.unigram_logprobs(train_refs)  # built once: every fluency call below shares it
     flu = fluency.fluency(all_caps, unigram_corpus=unigram, batch_size=batch_size, progress=True)
     gram = grammar.grammar_errors(all_caps)
-    vocab = linguistics.visual_vocabulary(pool, train_refs)
+    vocab = linguistics.visual_vocabulary_cached(pool, train_refs)
     vis = linguistics.visual_word_counts(all_caps, vocab)
     timings.append({"run": RUN, "model": fluency.LM_NAME, "what": "fluency, grammar, visual words of the forms",
                     "seconds": time.perf_counter() - t, "captions": len(all_caps)})

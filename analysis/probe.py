@@ -363,7 +363,7 @@ def _unigram():
 def _visual_vocabulary(pool: tuple[str, ...]):
     from analysis import linguistics
 
-    return linguistics.visual_vocabulary(list(pool), list(_training_references()))
+    return linguistics.visual_vocabulary_cached(list(pool), list(_training_references()))
 
 
 def _metric_values(name: str, captions: list[str], refs: list[list[str]], images, graphs, keep: np.ndarray,

@@ -436,9 +436,20 @@ def build_scorer(name: str, *, device: str | None = None, **training):
     scorer's builder; without it each builder uses :func:`analysis.runtime.device` (``$STUDY_DEVICE``, else
     CUDA when visible, else the CPU)."""
     kwargs = dict(training) if SCORERS.entry(name).meta.get("source") == "embedded" else {}
-    if device is not None:
-        kwargs["device"] = device
+    if device is not None and _takes(SCORERS.entry(name).load(), "device"):
+        kwargs["device"] = device  # a plugin's builder without a device argument is called as before
     return get_scorer(name, **kwargs)
+
+
+def _takes(fn, arg: str) -> bool:
+    """True when callable ``fn`` accepts keyword ``arg`` (by name or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == arg or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def build_metric(name: str, **training):

@@ -62,7 +62,8 @@ def test_local_failure_names_unit_and_parameters_and_stops(units_path):
         LocalExecutor().run(units, progress=False)
     msg = str(e.value)
     assert "test bad" in msg and "ValueError: no such file: weights.safetensors" in msg
-    assert e.value.results == {"ok": 4} and e.value.skipped == ["later"]  # stopped at once
+    assert e.value.results == {"ok": 4} and e.value.skipped == ["later"] and e.value.stopped  # stopped at once
+    assert "not run: the run stopped at the first failure" in msg
 
 
 def test_local_keep_going_runs_the_rest_and_skips_dependents(units_path):
@@ -82,14 +83,23 @@ def test_make_refuses_unknown_executor_and_local_address():
     assert isinstance(ex.make("ray", address="auto"), ex.RayExecutor)
 
 
-def test_worker_env_propagates_an_absolute_cache_and_plugins(monkeypatch, tmp_path):
+def test_worker_env_propagates_absolute_paths_plugins_and_one_device(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STUDY_CACHE", "relative-cache")
+    monkeypatch.setenv("STUDY_DATA", "data")
+    monkeypatch.setenv("PYTHONPATH", "plugins")
     monkeypatch.setenv("STUDY_PLUGINS", "my_plugin")
-    monkeypatch.delenv("STUDY_DEVICE", raising=False)
+    monkeypatch.setenv("STUDY_DEVICE", "cuda:1")
     env = ex.worker_env()
     assert env["STUDY_CACHE"] == str((tmp_path / "relative-cache").resolve())
-    assert env["STUDY_PLUGINS"] == "my_plugin" and "STUDY_DEVICE" not in env
+    assert env["STUDY_DATA"] == str((tmp_path / "data").resolve())
+    assert env["PYTHONPATH"] == str((tmp_path / "plugins").resolve())  # a worker starts in another folder
+    assert env["STUDY_PLUGINS"] == "my_plugin"
+    assert env["STUDY_DEVICE"] == "cuda"  # one device type for every unit; Ray picks the GPU index
+    monkeypatch.delenv("STUDY_DEVICE")
+    import torch
+
+    assert ex.worker_env()["STUDY_DEVICE"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # ----------------------------------------------------------------------------- plans
@@ -226,6 +236,27 @@ def test_ray_failure_names_the_unit_and_keep_going_finishes_the_rest(ray_cluster
 def test_ray_retries_a_killed_worker(ray_cluster, tmp_path):
     out = ex.RayExecutor(max_retries=1).run([u("die", "die_once", marker=str(tmp_path / "m"))], progress=False)
     assert out == {"die": "finished on a retry"} and (tmp_path / "m").read_text() == "killed once"
+    with pytest.raises(RunFailed, match="worker process died"):  # retries are ours, not Ray's default of 3
+        ex.RayExecutor(max_retries=2).run([u("always", "die", marker=str(tmp_path / "n"))], progress=False)
+    assert (tmp_path / "n").read_text().splitlines() == ["killed"] * 3  # the first try and two retries
+
+
+def test_ray_fail_fast_cancels_what_is_running(ray_cluster, tmp_path):
+    import time
+
+    units = [u("slow", "nap", seconds=30, marker=str(tmp_path / "slow")), u("bad", "fail", message="early")]
+    t = time.perf_counter()
+    with pytest.raises(RunFailed) as e:
+        ex.RayExecutor().run(units, progress=False)
+    assert time.perf_counter() - t < 20 and e.value.stopped and list(e.value.failures) == ["bad"]
+    time.sleep(1)
+    assert not (tmp_path / "slow").exists()  # cancelled, never finished
+
+
+def test_ray_refuses_a_request_no_node_can_meet(ray_cluster):
+    big = Unit("big", "test", f"{M}:square", {"x": 2}, {}, {"num_cpus": 64.0})
+    with pytest.raises(ex.ExecutorError, match="asks for .'CPU': 64.0., which no node"):
+        ex.RayExecutor().run([big], progress=False)
 
 
 def test_a_killed_unit_loses_only_itself_and_a_rerun_resumes(ray_cluster, tmp_path):
@@ -238,7 +269,7 @@ def test_a_killed_unit_loses_only_itself_and_a_rerun_resumes(ray_cluster, tmp_pa
     with pytest.raises(RunFailed) as e:
         ex.RayExecutor(max_retries=0).run(units, keep_going=True, progress=False)
     assert list(e.value.failures) == ["killed"] and "worker process died" in str(e.value)
-    assert sorted(e.value.results) == ["a", "c"]
+    assert sorted(e.value.results) == ["a", "c"] and (tmp_path / "k").read_text() == "killed\n"
     rerun = [units[0], u("killed", "build_entry", name=f"b-{tag}", log=str(log)), units[2]]
     out = ex.RayExecutor().run(rerun, progress=False)
     built = [line.split()[0] for line in log.read_text().splitlines()]
@@ -249,6 +280,7 @@ def test_a_killed_unit_loses_only_itself_and_a_rerun_resumes(ray_cluster, tmp_pa
 def test_two_ray_tasks_build_one_cache_entry(ray_cluster, tmp_path):
     log = tmp_path / "builds.log"
     name = f"shared-{unique()}"
+    before = {p.name for p in (ray_cluster / "test").glob(".tmp-*")}
     units = [u(f"b{i}", "build_entry", name=name, log=str(log), sleep=1.0, barrier=str(tmp_path / "barrier"))
              for i in range(2)]
     out = ex.RayExecutor().run(units, progress=False)
@@ -256,49 +288,7 @@ def test_two_ray_tasks_build_one_cache_entry(ray_cluster, tmp_path):
     from analysis import cache
 
     assert cache.verify(Path(out["b0"]))
-    assert [p.name for p in (ray_cluster / "test").iterdir() if p.name.startswith(".tmp")] == []
-
-
-# ----------------------------------------------------------------------------- the smoke sweep, local vs Ray
-#: the README's sweep example (tests/test_readme.py leaves it to this test, which runs it under both executors)
-SWEEP = ["sweep", "probe-cider-d", "--grid", "reward", "[cider-d, blind]", "--grid", "seed", "[0, 1]", "--smoke"]
-
-
-def _sweep_tables(root: Path) -> dict[str, bytes]:
-    """``{variant/table: bytes}`` of every result table the sweep wrote under ``root`` (wall-time files left out)."""
-    runs = root / "book" / "generated" / "runs"
-    return {f"{p.parent.parent.name}/{p.name}": p.read_bytes() for p in sorted(runs.glob("*/results/*.csv"))
-            if not p.name.endswith(".timings.csv")}
-
-
-def test_the_smoke_sweep_gives_the_same_rows_locally_and_on_ray(tmp_path):
-    """Two probe rewards x two seeds, each point a variant page with its SCST runs as training units: through the
-    CLI with --executor local and with --executor ray (a local cluster of 2 CPUs), each from its own equally cold
-    copy of the cache (no SCST run or measure table in it), into its own staged book. The result tables are
-    byte-identical."""
-    import os
-
-    from analysis import bench, cache, runner
-    from analysis.registry import ROOT
-
-    from analysis import probe
-
-    probe.setup_job(smoke=True, seed=1, scorers=probe.CROSS_SCORERS)  # seed 1's XE and stand-ins, once, not twice
-    got = {}
-    for name in ("local", "ray"):
-        root = runner.stage(tmp_path / f"book-{name}")
-        store = bench._scale_cache(cache.root(), tmp_path / f"cache-{name}")
-        extra = ["--num-cpus", "2"] if name == "ray" else []
-        proc = subprocess.run([sys.executable, "-m", "analysis", *SWEEP, "--root", str(root), "--executor", name,
-                               *extra], capture_output=True, text=True, cwd=ROOT, timeout=900,
-                              env={**os.environ, "STUDY_CACHE": str(store)})
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"on the {name} executor" in proc.stdout and "4 variant page(s)" in proc.stdout
-        got[name] = _sweep_tables(root)
-    assert len(got["local"]) == 4 and all(len(v) > 1000 for v in got["local"].values())
-    assert got["local"].keys() == got["ray"].keys()
-    differing = [k for k in got["local"] if got["local"][k] != got["ray"][k]]
-    assert not differing, f"tables differ between the executors: {differing}"
+    assert {p.name for p in (ray_cluster / "test").glob(".tmp-*")} <= before  # no temporary folder of ours left
 
 
 def test_sharded_embedding_on_ray_is_byte_identical_to_one_pass(ray_cluster, tmp_path, monkeypatch):

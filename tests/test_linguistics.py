@@ -75,3 +75,25 @@ def test_chair_counts_hallucinated_objects_by_hand():
     assert out == {"chair_i": 2 / 5, "chair_s": 2 / 4, "mentions": 5, "hallucinated": 2}
     with pytest.raises(ValueError, match="2 captions but 1 sets"):
         lx.chair(caps[:2], truths[:1], objects)
+
+
+def test_cached_visual_vocabulary_equals_the_computed_one_and_skips_wordnet_on_a_hit(tmp_path, monkeypatch):
+    """The cached vocabulary is the computed one; a hit neither loads WordNet nor tests a word; other captions are
+    another entry."""
+    from analysis import cache, wordnet
+
+    names, caps = ["red ball", "teddy bear"], ["a dog next to a table", "an idea in the background", "two cats"]
+    fresh = lx.visual_vocabulary(names, caps)
+    assert {"dog", "table", "cat", "ball", "bear"} <= fresh and not {"idea", "background"} & fresh
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    import shutil
+
+    shutil.copytree(wordnet.nltk_data_dir(), tmp_path / "wn")  # the WordNet entry, in the fresh cache
+    monkeypatch.setattr(wordnet, "nltk_data_dir", lambda: tmp_path / "wn")
+    assert lx.visual_vocabulary_cached(names, caps) == fresh
+    monkeypatch.setattr(wordnet, "is_visual", lambda w: (_ for _ in ()).throw(AssertionError("WordNet used")))
+    assert lx.visual_vocabulary_cached(names, caps) == fresh  # a hit
+    assert len(list((cache.root() / lx.VOCABULARY_KIND).iterdir())) == 1
+    with pytest.raises(AssertionError, match="WordNet used"):
+        lx.visual_vocabulary_cached(names, caps + ["a cow"])

@@ -70,11 +70,11 @@ def prepare(command: str, root) -> tuple[list[str], dict]:
 def test_readme_command(command, book_root, request):
     argv, env = prepare(command, book_root)
     if argv[3] == "sweep":
-        # the sweep example runs under both executors in tests/test_executor.py (into staged books, from cold copies
+        # the sweep example runs under both executors in tests/test_sweep.py (into staged books, from cold copies
         # of the cache), which compares their tables: it must be exactly that command
-        from test_executor import SWEEP
+        from test_sweep import SWEEP
 
-        assert argv[3:] == [*SWEEP, "--executor", "ray"], "keep the README's sweep example and test_executor.SWEEP equal"
+        assert argv[3:] == [*SWEEP, "--executor", "ray"], "keep the README's sweep example and test_sweep.SWEEP equal"
         return
     if "--device" in argv and argv[argv.index("--device") + 1].startswith("cuda"):
         import torch

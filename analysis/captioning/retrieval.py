@@ -257,24 +257,25 @@ def shard_bounds(n: int, shard_size: int, batch_size: int) -> list[tuple[int, in
     return [(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def _embedding_scorer(scorer: str, smoke: bool, seed: int):
+def _embedding_scorer(scorer: str, smoke: bool, seed: int, device: str | None = None):
     from analysis.registry import build_scorer
 
-    sc = build_scorer(scorer, smoke=smoke, seed=seed)
+    sc = build_scorer(scorer, smoke=smoke, seed=seed, device=device)
     if not hasattr(sc, "encode_text"):
         raise ValueError(f"embedding needs a dual-encoder scorer with encode_text; {scorer!r} has none")
     return sc
 
 
-def embed_shard(*, scorer: str, captions: list[str], prefix: str = "", smoke: bool = False, seed: int = 0
-                ) -> np.ndarray:
+def embed_shard(*, scorer: str, captions: list[str], prefix: str = "", smoke: bool = False, seed: int = 0,
+                device: str | None = None, cache: bool = True) -> dict:
     """Embedding unit: ``f_T(prefix + c_j)`` (as ``encode_text`` gives it) for one shard of captions, with the
-    registry's scorer ``scorer`` built in this process (an embedded stand-in loads from the cache), cached by
-    content (kind ``recap-datastore-shard``: the captions' sha256, the encoder and its checkpoint hash, the
-    prefix, the batch size, :data:`CODE_VERSION` and :data:`SHARD_VERSION`)."""
+    registry's scorer ``scorer`` built in this process on ``device`` (an embedded stand-in loads from the cache).
+    Returns ``{"embeddings", "checkpoint_hash"}`` (the encoder's identity, checked by the merge). Cached by content
+    unless ``cache`` is False (kind ``recap-datastore-shard``: the captions' sha256, the encoder and its checkpoint
+    hash, the prefix, the batch size, :data:`CODE_VERSION` and :data:`SHARD_VERSION`)."""
     from analysis import cache as C
 
-    sc = _embedding_scorer(scorer, smoke, seed)
+    sc = _embedding_scorer(scorer, smoke, seed, device)
     caps = [str(c) for c in captions]
     h = _encoder_hash(sc.encode_text, getattr(sc, "checkpoint_hash", None))
     recipe = {"captions_sha256": _sha256_json(caps), "n": len(caps), "encoder": sc.name, "checkpoint_hash": h,
@@ -284,37 +285,52 @@ def embed_shard(*, scorer: str, captions: list[str], prefix: str = "", smoke: bo
     def compute() -> dict:  # as the encoder gives them: build_datastore normalises the merged rows once
         return {"embeddings": np.asarray(sc.encode_text([prefix + c for c in caps]))}
 
-    return C.cached_arrays(SHARD_KIND, recipe, compute)["embeddings"] if h else compute()["embeddings"]
+    emb = (C.cached_arrays(SHARD_KIND, recipe, compute) if h and cache else compute())["embeddings"]
+    return {"embeddings": emb, "checkpoint_hash": h}
 
 
 def shard_units(captions: Sequence[str], scorer: str, *, batch_size: int, shard_size: int = SHARD_SIZE,
-                prefix: str = "", smoke: bool = False, seed: int = 0) -> list:
-    """One :class:`analysis.executor.Unit` per shard of :func:`shard_bounds` (:func:`embed_shard`), in order."""
+                prefix: str = "", smoke: bool = False, seed: int = 0, device: str | None = None,
+                cache: bool = True) -> list:
+    """One :class:`analysis.executor.Unit` per shard of :func:`shard_bounds` (:func:`embed_shard`), in order; a
+    shard asks for one CPU and 2 GiB, or a quarter of a GPU on a CUDA device."""
     from analysis.executor import Unit, resources
+    from analysis.runtime import device as default_device
 
+    device = device or default_device()
+    gpus = 0.25 if str(device).startswith("cuda") else 0
     bounds = shard_bounds(len(captions), shard_size, batch_size)
     return [Unit(f"shard:{scorer}/{i:05d}", "shard", "analysis.captioning.retrieval:embed_shard",
-                 {"scorer": scorer, "captions": list(captions[a:b]), "prefix": prefix, "smoke": smoke, "seed": seed},
-                 {"scorer": scorer, "rows": f"{a}..{b - 1}", "of": len(captions)}, resources(cpus=1, memory_gb=2))
+                 {"scorer": scorer, "captions": list(captions[a:b]), "prefix": prefix, "smoke": smoke, "seed": seed,
+                  "device": device, "cache": cache},
+                 {"scorer": scorer, "rows": f"{a}..{b - 1}", "of": len(captions)},
+                 resources(cpus=1, gpus=gpus, memory_gb=2))
             for i, (a, b) in enumerate(bounds)]
 
 
 def build_datastore_sharded(captions: Sequence[str], scorer: str, *, executor=None, shard_size: int = SHARD_SIZE,
                             prefix: str = "", smoke: bool = False, seed: int = 0, deduplicate: bool = True,
-                            cache: bool = True, progress: bool = True) -> Datastore:
+                            cache: bool = True, progress: bool = True, device: str | None = None) -> Datastore:
     """:func:`build_datastore` with the embeddings computed in shards (:func:`shard_units`) on ``executor`` (the
     local one when None) and merged in order: the same captions, the same embeddings byte for byte, the same
-    cache entry (the whole store's recipe is :func:`build_datastore`'s, so either path hits the other's entry)."""
-    from analysis.executor import LocalExecutor
+    cache entry (the whole store's recipe is :func:`build_datastore`'s, so either path hits the other's entry).
+    Every shard must come from the encoder this process built (same checkpoint hash), else nothing is merged."""
+    from analysis.executor import ExecutorError, LocalExecutor
 
-    sc = _embedding_scorer(scorer, smoke, seed)
+    sc = _embedding_scorer(scorer, smoke, seed, device)
+    want = _encoder_hash(sc.encode_text, getattr(sc, "checkpoint_hash", None))
 
     def encode(texts: list[str]) -> np.ndarray:  # texts are prefix + caption, in order
         raw = [t[len(prefix):] for t in texts]
         units = shard_units(raw, scorer, batch_size=sc.batch_size, shard_size=shard_size, prefix=prefix,
-                            smoke=smoke, seed=seed)
+                            smoke=smoke, seed=seed, device=device, cache=cache)
         out = (executor or LocalExecutor()).run(units, progress=progress)
-        return np.concatenate([out[u.id] for u in units]) if units else np.zeros((0, 0))
+        other = [u.id for u in units if out[u.id]["checkpoint_hash"] != want]
+        if other:
+            raise ExecutorError(f"shard(s) {', '.join(other[:3])} were embedded by another {scorer} checkpoint than "
+                                f"this process's ({want}); every worker must load the same weights (same cache, "
+                                "same device type, same --smoke/--seed)")
+        return np.concatenate([out[u.id]["embeddings"] for u in units]) if units else np.zeros((0, 0))
 
     return build_datastore(captions, encode, name=sc.name, model_hash=getattr(sc, "checkpoint_hash", None),
                            prefix=prefix, deduplicate=deduplicate, cache=cache)

@@ -237,7 +237,10 @@ class CiderTerm(Term):
         return out
 
     def info(self) -> dict:
-        return {**super().info(), "df_images": self.cider.n_docs, "tokenizer": "analysis.captioning.model.normalise"}
+        from analysis.cider import CODE_VERSION
+
+        return {**super().info(), "df_images": self.cider.n_docs, "tokenizer": "analysis.captioning.model.normalise",
+                "cider_version": CODE_VERSION}
 
 
 class ScorerTerm(Term):

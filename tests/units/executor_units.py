@@ -34,9 +34,18 @@ def die_once(marker: str) -> str:
 
 
 def die(marker: str) -> None:
-    """Kill this process every time, leaving a mark."""
-    Path(marker).write_text("killed")
+    """Kill this process every time, adding a line to ``marker`` per attempt."""
+    with open(marker, "a") as f:
+        f.write("killed\n")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nap(seconds: float, marker: str = "") -> str:
+    """Sleep; with ``marker``, write it when done (a cancelled unit never does)."""
+    time.sleep(seconds)
+    if marker:
+        Path(marker).write_text("finished")
+    return "slept"
 
 
 def wait_for(barrier: str, parties: int, timeout: float = 60.0) -> None:
