@@ -97,6 +97,13 @@ class RunFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+def _stopped(failures: dict, results: dict, units: Sequence[Unit]) -> RunFailed:
+    """The :class:`RunFailed` of a run stopped at its first failure: every unit neither finished nor failed is
+    listed as not run."""
+    return RunFailed(failures, [u.id for u in units if u.id not in results and u.id not in failures], results,
+                     len(units), stopped=True)
+
+
 def check_plan(units: Sequence[Unit]) -> None:
     """Every id is unique and every unit comes after the units it waits for (raises :class:`ExecutorError`)."""
     seen: set[str] = set()
@@ -155,9 +162,7 @@ class LocalExecutor:
                         failures[u.id] = UnitFailed(u, _reason(e))
                         if not keep_going:
                             bar.update(1)
-                            raise RunFailed(failures, [v.id for v in units if v.id not in results
-                                                       and v.id not in failures], results, len(units),
-                                            stopped=True) from e
+                            raise _stopped(failures, results, units) from e
                 bar.update(1)
         if failures:
             raise RunFailed(failures, skipped, results, len(units))
@@ -280,9 +285,7 @@ class RayExecutor:
                         for ref in running:
                             ray.cancel(ref, force=True)
                         bar.update(1)
-                        raise RunFailed(failures, [v.id for v in units if v.id not in results
-                                                   and v.id not in failures], results, len(units),
-                                        stopped=True) from None
+                        raise _stopped(failures, results, units) from None
                 bar.update(1)
         if failures:
             raise RunFailed(failures, skipped, results, len(units))

@@ -198,18 +198,24 @@ def test_scst_recipe_and_reward_on_the_cpu_are_the_same_named_or_defaulted(tmp_p
     assert recipes[0][1] == named
 
 
-def test_stand_in_checkpoint_recipe_on_the_cpu_has_no_device_entry(cpu_only, monkeypatch):
-    """A stand-in trained on the CPU is looked up under the recipe it always had (no device field), so the
-    checkpoints already in the cache still hit."""
+def _stand_in_recipes(name: str, monkeypatch):
+    """``(the smoke stand-in's base recipe, the recipes training.checkpoint was asked for)`` when ``name`` trains."""
     from analysis.scorers import standins, training, validation
 
-    spec = standins.SPECS["clip-mini"]
+    spec = standins.SPECS[name]
     cfg = standins.config_for(spec, True)
     ts = training.training_set(smoke=True, seed=0, hard_per_kind=cfg.hard_per_kind)
     before = training.base_recipe(cfg, ts, seed=0, smoke=True, val=validation.val_set(cfg, smoke=True, seed=0))
     recipes = _spy_checkpoint(monkeypatch)
     with pytest.raises(Stop):
         standins.trained(spec, smoke=True, seed=0)
+    return before, recipes
+
+
+def test_stand_in_checkpoint_recipe_on_the_cpu_has_no_device_entry(cpu_only, monkeypatch):
+    """A stand-in trained on the CPU is looked up under the recipe it always had (no device field), so the
+    checkpoints already in the cache still hit."""
+    before, recipes = _stand_in_recipes("clip-mini", monkeypatch)
     assert recipes == [("clip-mini", before)] and "device" not in before
 
 
@@ -248,15 +254,7 @@ def test_a_loaded_captioner_goes_to_the_study_device(tmp_path, fake_cuda, module
 
 
 def test_stand_in_trains_under_a_device_recipe_on_the_study_device(fake_cuda, monkeypatch):
-    from analysis.scorers import standins, training, validation
-
-    spec = standins.SPECS["uniter-mini"]
-    cfg = standins.config_for(spec, True)
-    ts = training.training_set(smoke=True, seed=0, hard_per_kind=cfg.hard_per_kind)
-    before = training.base_recipe(cfg, ts, seed=0, smoke=True, val=validation.val_set(cfg, smoke=True, seed=0))
-    recipes = _spy_checkpoint(monkeypatch)
-    with pytest.raises(Stop):
-        standins.trained(spec, smoke=True, seed=0)
+    before, recipes = _stand_in_recipes("uniter-mini", monkeypatch)
     assert recipes == [("uniter-mini", {**before, "device": "cuda"})]
 
 
