@@ -128,12 +128,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+OTHER_HOST_STALE_S = 24 * 3600  # a run folder of another machine (shared storage) is stale only after this long
+
+
+def host_tag() -> str:
+    """8 hex digits naming this machine (sha256 of its host name): part of a run's temporary folder name, so that
+    on storage several machines share, a run never judges another machine's run by a process id of its own."""
+    import hashlib
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def sweep_stale(folder: Path) -> list[Path]:
-    """Remove ``.tmp-*`` entries in ``folder`` left by runs whose process no longer exists."""
-    removed = []
+    """Remove ``.tmp-*`` entries in ``folder`` left by runs whose process no longer exists: on this machine, a
+    process id that is gone; of another machine (a Ray worker on shared storage), one untouched for
+    :data:`OTHER_HOST_STALE_S`."""
+    import time as _time
+
+    removed, here = [], host_tag()
     for p in sorted(Path(folder).glob(TMP_PREFIX + "*")):
-        m = re.match(rf"{re.escape(TMP_PREFIX)}.*-(\d+)-[0-9a-f]+$", p.name)
-        if m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
+        m = re.match(rf"{re.escape(TMP_PREFIX)}.*-(\d+)(?:\.([0-9a-f]{{8}}))?-[0-9a-f]+$", p.name)
+        if m and m.group(2) not in (None, here):
+            if _time.time() - p.stat().st_mtime < OTHER_HOST_STALE_S:
+                continue  # another machine's run: its process ids mean nothing here
+        elif m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
             continue  # another run in progress
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         removed.append(p)
@@ -259,7 +278,7 @@ def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None
     page, results = destination(name, params, root=root, publish=publish)
     page.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(page.parent)
-    tmp = page.parent / f"{TMP_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = page.parent / f"{TMP_PREFIX}{name}-{os.getpid()}.{host_tag()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     out = tmp / f"{name}.ipynb"
     nb = nbformat.read(notebook_template(name), as_version=4)

@@ -189,6 +189,25 @@ def test_stale_tmp_of_a_dead_process_is_swept(tmp_path):
     assert live.exists() and not stale.exists()
 
 
+def test_a_run_folder_of_another_machine_is_judged_by_age_not_by_pid(tmp_path):
+    """On storage that several machines share (Ray workers), a dead-looking pid of another host is not stale: only
+    an old folder is; this host's folders are judged by pid as before."""
+    import time
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    other = "0" * 8 if runner.host_tag() != "0" * 8 else "1" * 8
+    young = tmp_path / f".tmp-x-{dead}.{other}-abcd1234"
+    old = tmp_path / f".tmp-y-{dead}.{other}-abcd1234"
+    mine = tmp_path / f".tmp-z-{dead}.{runner.host_tag()}-abcd1234"
+    for p in (young, old, mine):
+        p.mkdir()
+    past = time.time() - runner.OTHER_HOST_STALE_S - 60
+    os.utime(old, (past, past))
+    assert runner.sweep_stale(tmp_path) == [old, mine]
+    assert young.exists()
+
+
 def test_sigkill_mid_run_then_rerun(cheap, tmp_path):
     """SIGKILL of `python -m analysis run` while the kernel works: the last good page and tables stay, the
     kernel goes too, and a rerun sweeps the leftovers and writes the same tables as an uninterrupted run."""
