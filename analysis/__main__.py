@@ -34,20 +34,27 @@ from analysis.registry import DATASETS, NOTEBOOKS, ROOT, SCORERS
 def _params(args) -> dict:
     """``-p KEY VALUE`` pairs (VALUE parsed as YAML) plus ``--smoke`` and ``--seed``; checked later against
     :mod:`analysis.parameters`."""
-    params = {}
-    for k, v in args.param or []:
-        try:
-            params[k] = yaml.safe_load(v)
-        except yaml.YAMLError as e:
-            from analysis.parameters import ParameterError
-
-            raise ParameterError(f"-p {k} {v!r}: the value is not valid YAML ({e.problem}); quote lists as "
-                                 f"'[a, b]'") from None
+    params = _yaml_pairs(args.param, "-p")
     if args.smoke:
         params["smoke"] = True
     if args.seed is not None:
         params["seed"] = args.seed
     return params
+
+
+def _yaml_pairs(pairs, flag: str) -> dict:
+    """``{KEY: VALUE parsed as YAML}`` of ``flag KEY VALUE`` pairs; a value that is not YAML is a
+    :class:`~analysis.parameters.ParameterError` naming the flag."""
+    out = {}
+    for k, v in pairs or []:
+        try:
+            out[k] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            from analysis.parameters import ParameterError
+
+            raise ParameterError(f"{flag} {k} {v!r}: the value is not valid YAML ({e.problem}); quote lists as "
+                                 f"'[a, b]'") from None
+    return out
 
 
 def _parameter_tables(names: list[str] | None) -> str:
@@ -233,12 +240,7 @@ def cmd_sweep(args) -> int:
 
     root, _ = _root(args)
     params = _params(args)
-    grid = {}
-    for k, v in args.grid or []:
-        try:
-            grid[k] = yaml.safe_load(v)
-        except yaml.YAMLError as e:
-            raise ParameterError(f"--grid {k} {v!r}: not valid YAML ({e.problem}); quote lists as '[a, b]'") from None
+    grid = _yaml_pairs(args.grid, "--grid")
     if not grid:
         raise ParameterError("sweep: give at least one --grid KEY '[v1, v2]'")
     _device(args)
@@ -252,24 +254,22 @@ def cmd_embed(args) -> int:
     """Embed a datastore in shards on an executor (analysis.captioning.retrieval.build_datastore_sharded)."""
     from analysis.captioning import retrieval
     from analysis.executor import LocalExecutor
+    from analysis.metrics import CLIP_S_PREFIX
+    from analysis.parameters import ParameterError
 
     _device(args)
     if args.captions:
         path = Path(args.captions)
         if not path.is_file():
-            from analysis.parameters import ParameterError
-
             raise ParameterError(f"--captions {path}: no such file; give a UTF-8 text file with one caption per line")
         caps = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     else:
         caps = retrieval.training_captions(smoke=args.smoke)
-    from analysis.metrics import CLIP_S_PREFIX
-
     prefix = CLIP_S_PREFIX if args.prefix is None else args.prefix
     t = time.perf_counter()
     store = retrieval.build_datastore_sharded(caps, args.scorer, executor=_executor(args) or LocalExecutor(),
-                                              shard_size=args.shard_size or retrieval.SHARD_SIZE, prefix=prefix, smoke=args.smoke,
-                                              seed=args.seed or 0)
+                                              shard_size=args.shard_size or retrieval.SHARD_SIZE, prefix=prefix,
+                                              smoke=args.smoke, seed=args.seed or 0)
     print(f"datastore: {len(store)} captions x {store.dim} dims embedded by {store.name} in "
           f"{time.perf_counter() - t:.1f} s (cached in {retrieval.DATASTORE_KIND}; fingerprint {store.fingerprint[:12]})")
     return 0
@@ -315,6 +315,13 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("names", nargs="*", help=f"notebooks to run (default: all, in book order, except that pages reading the others' tables run "
                             f"last: {', '.join(n for n in NOTEBOOKS.names() if NOTEBOOKS.entry(n).meta.get('runs_last'))}): "
                             f"{', '.join(NOTEBOOKS.names())}")
+        page_args(s)
+        if publish:
+            s.add_argument("--publish", action="store_true",
+                           help="make this (non-default, non-smoke) parameter set the book's page and tables")
+        executor_args(s)
+
+    def page_args(s):
         s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                        help="set a notebook parameter; VALUE is YAML (-p scorers '[clip-mini, blind]'; a bare name is "
                             "a one-element list). Checked before any kernel starts; see 'list NOTEBOOK'")
@@ -324,10 +331,6 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--root", default=None,
                        help="book root holding _config.yml, _toc.yml, book/ (default: the repository). In another "
                             "root (e.g. one made by runner.stage) smoke runs are that book's pages")
-        if publish:
-            s.add_argument("--publish", action="store_true",
-                           help="make this (non-default, non-smoke) parameter set the book's page and tables")
-        executor_args(s)
 
     def executor_args(s):
         g = s.add_argument_group("executors (analysis.executor)")
@@ -369,11 +372,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", nargs=2, action="append", metavar=("KEY", "VALUES"),
                    help="a swept parameter and its values as a YAML list, e.g. --grid seed '[0, 1]'; several --grid "
                         "give their cross product")
-    s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
-                   help="a parameter fixed for every point (VALUE is YAML)")
-    s.add_argument("--smoke", action="store_true", help="tiny sizes (parameter smoke=True)")
-    s.add_argument("--seed", type=int, help="fix the parameter seed for every point")
-    s.add_argument("--root", default=None, help="book root (default: the repository)")
+    page_args(s)  # fixed for every point
     executor_args(s)
     s.set_defaults(fn=cmd_sweep)
 

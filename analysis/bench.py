@@ -439,14 +439,14 @@ def _scale_cache(base, dest):
     return dest
 
 
-def _tables(units, outcomes) -> dict:
-    """``{variant/file: bytes}`` of every result table of the sweep's pages (timings files left out: wall times)."""
-    out = {}
-    for o in outcomes.values():
-        for f in sorted(o.results.glob("*.csv")):
-            if not f.name.endswith(".timings.csv"):
-                out[f"{o.page.parent.name}/{f.name}"] = f.read_bytes()
-    return out
+def sweep_tables(root) -> dict:
+    """``{variant/table: bytes}`` of every result table the variant pages under book root ``root`` wrote (the
+    ``*.timings.csv`` wall-time files left out)."""
+    from pathlib import Path
+
+    runs = Path(root) / "book" / "generated" / "runs"
+    return {f"{p.parent.parent.name}/{p.name}": p.read_bytes() for p in sorted(runs.glob("*/results/*.csv"))
+            if not p.name.endswith(".timings.csv")}
 
 
 def bench_scale(*, smoke: bool = False) -> list[dict]:
@@ -459,10 +459,8 @@ def bench_scale(*, smoke: bool = False) -> list[dict]:
     import tempfile
     from pathlib import Path
 
-    from analysis import cache, executor, jobs, runner
+    from analysis import cache, executor, jobs, probe, runner
     from analysis.scorers.training import TRAIN_THREADS
-
-    from analysis import probe
 
     grid = SCALE_SMOKE_GRID if smoke else SCALE_GRID
     for seed in grid["seed"]:  # every seed's XE captioner and stand-ins in the base cache: both runs copy them
@@ -479,7 +477,7 @@ def bench_scale(*, smoke: bool = False) -> list[dict]:
                 ex = executor.RayExecutor(num_cpus=k, max_retries=0)
                 results, wall = executor.timed_run(ex, units, progress=False)
             outcomes = {uid: o for uid, o in results.items() if isinstance(o, runner.Outcome)}
-            tables[k] = _tables(units, outcomes)
+            tables[k] = sweep_tables(root)
             rows.append({"what": f"sweep on {k} Ray worker(s)", "workers": k, "units": len(units),
                          "training_units": sum(u.kind == "training" for u in units),
                          "pages": len(outcomes), "seconds": wall, "cores": os.cpu_count(),

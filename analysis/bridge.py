@@ -202,7 +202,7 @@ def guided_rows(s, rewards: Sequence[str], *, seed: int, weights: Sequence[float
               "rewards": {r: probe.test_reward(s, r).info() for r in rewards}, "xe": s.captioner.weights_sha256,
               "images": [s.test.ids[i] for i in images], "prior_weights": [float(w) for w in weights],
               "settings": settings, "measures": probe.measure_inputs(s),
-              "code": [probe._source_hash(guided), probe._source_hash(sys.modules[__name__])]}
+              "code": [cache.source_hash(guided), cache.source_hash(sys.modules[__name__])]}
 
     def build(folder: Path) -> None:
         prior = guided.XEPrior(s.captioner, s.test)

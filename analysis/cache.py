@@ -58,6 +58,13 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def source_hash(module) -> str:
+    """sha256 of a module's source file (part of a cache key: changed code is a new entry)."""
+    import inspect
+
+    return file_sha256(inspect.getsourcefile(module))
+
+
 def _manifest(folder: Path) -> dict:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     return {str(p.relative_to(folder)): {"sha256": file_sha256(p), "size": p.stat().st_size} for p in files}

@@ -23,7 +23,6 @@ quickly, from it) and redoes only what failed or never ran.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -65,9 +64,14 @@ class Unit:
         return f"{self.kind} {self.id}" + (f" ({shown})" if shown else "")
 
 
-def resources(*, cpus: float = 1, gpus: float = 0, memory_gb: float | None = None) -> dict:
-    """A unit's request: ``{"num_cpus", "num_gpus"[, "memory"]}`` (memory in bytes, as Ray takes it)."""
-    out = {"num_cpus": float(cpus), "num_gpus": float(gpus)}
+def resources(*, cpus: float = 1, gpus: float = 0, memory_gb: float | None = None, device: str | None = None) -> dict:
+    """A unit's request: ``{"num_cpus", "num_gpus"[, "memory"]}`` (memory in bytes, as Ray takes it). ``gpus`` is
+    the unit's share of a GPU when it runs on CUDA: ``device`` (default :func:`analysis.runtime.device`) decides,
+    and on any other device the unit asks for none."""
+    from analysis.runtime import device as default_device
+
+    on_cuda = str(device or default_device()).startswith("cuda")
+    out = {"num_cpus": float(cpus), "num_gpus": float(gpus) if on_cuda else 0.0}
     if memory_gb:
         out["memory"] = int(memory_gb * GIB)
     return out
@@ -104,6 +108,11 @@ def _stopped(failures: dict, results: dict, units: Sequence[Unit]) -> RunFailed:
                      len(units), stopped=True)
 
 
+def _blocked(u: Unit, failures: dict, skipped: list[str]) -> bool:
+    """True when ``u`` waits for a unit that failed or was skipped (so it is skipped too)."""
+    return any(a in failures or a in skipped for a in u.after)
+
+
 def check_plan(units: Sequence[Unit]) -> None:
     """Every id is unique and every unit comes after the units it waits for (raises :class:`ExecutorError`)."""
     seen: set[str] = set()
@@ -120,13 +129,12 @@ def check_plan(units: Sequence[Unit]) -> None:
 def call(unit: Unit) -> Any:
     """Run ``unit`` where this is called (the driver or a worker): import the plugins, go offline, then
     ``target(**kwargs)``."""
+    from analysis.registry import resolve
     from analysis.runtime import load_plugins, set_offline
 
     set_offline()
     load_plugins()
-    module, _, name = unit.target.partition(":")
-    fn = getattr(importlib.import_module(module), name)
-    return fn(**unit.kwargs)
+    return resolve(unit.target)(**unit.kwargs)
 
 
 def _reason(e: BaseException) -> str:
@@ -153,7 +161,7 @@ class LocalExecutor:
         results, failures, skipped = {}, {}, []
         with _bar(len(units), progress, "units (local)") as bar:
             for u in units:
-                if any(a in failures or a in skipped for a in u.after):
+                if _blocked(u, failures, skipped):
                     skipped.append(u.id)
                 else:
                     try:
@@ -180,21 +188,21 @@ def _ray():
 
 def worker_env() -> dict[str, str]:
     """The variables of :data:`PROPAGATED` set here, with the paths made absolute (a worker starts in another
-    folder): ``STUDY_CACHE`` (the cache root every worker must share), ``STUDY_DATA``, and ``PYTHONPATH`` with the
-    folders the loaded plugins came from in front (as :func:`analysis.runner.run_notebook` does for kernels).
+    folder): ``STUDY_CACHE`` (the cache root every worker must share), ``STUDY_DATA``, and ``PYTHONPATH``
+    (:func:`analysis.runtime.import_path`, as for notebook kernels).
     ``STUDY_DEVICE`` is always set, to the device type this process resolved (:func:`analysis.runtime.device`):
     every unit of a plan runs on one kind of device whatever node it lands on (an index such as ``cuda:1`` is
     dropped: Ray gives each GPU task its own ``CUDA_VISIBLE_DEVICES``)."""
     from analysis import cache
-    from analysis.runtime import device, plugin_paths
+    from analysis.runtime import device, import_path
 
     env = {k: os.environ[k] for k in PROPAGATED if os.environ.get(k)}
     env["STUDY_CACHE"] = str(cache.root().resolve())
     if env.get("STUDY_DATA"):
         env["STUDY_DATA"] = str(Path(env["STUDY_DATA"]).expanduser().resolve())
-    paths = [*plugin_paths(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(str(Path(p).expanduser().resolve()) for p in paths))
+    path = import_path()
+    if path:
+        env["PYTHONPATH"] = path
     env["STUDY_DEVICE"] = device().split(":")[0]
     return env
 
@@ -266,7 +274,7 @@ class RayExecutor:
         with _bar(len(units), progress, "units (ray)") as bar:
             while waiting or running:
                 for u in list(waiting):
-                    if any(a in failures or a in skipped for a in u.after):
+                    if _blocked(u, failures, skipped):
                         waiting.remove(u)
                         skipped.append(u.id)
                         bar.update(1)

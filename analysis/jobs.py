@@ -15,22 +15,16 @@ units finds every checkpoint in the cache.
 """
 from __future__ import annotations
 
-import importlib
 import itertools
 from pathlib import Path
 from typing import Any, Sequence
 
 from analysis import parameters as params_mod
 from analysis.executor import Unit, absolute, resources
-from analysis.registry import NOTEBOOKS, ROOT
+from analysis.registry import NOTEBOOKS, ROOT, resolve
 
 NOTEBOOK_MEMORY_GB = 4  # a page's request unless its entry's meta says ``memory_gb``
 NOTEBOOK_GPU = 0.25  # a page's share of a GPU when the device is CUDA, unless its meta says ``gpus``
-
-
-def _resolve(target: str):
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def notebook_unit(name: str, params: dict, *, root: Path = ROOT, publish: bool | None = None,
@@ -39,7 +33,6 @@ def notebook_unit(name: str, params: dict, *, root: Path = ROOT, publish: bool |
     Its request: the entry's meta ``cpus`` (1), ``memory_gb`` (:data:`NOTEBOOK_MEMORY_GB`) and, when the device is
     CUDA, ``gpus`` (:data:`NOTEBOOK_GPU`: a page scores and measures; its training ran as training units)."""
     from analysis.runner import destination
-    from analysis.runtime import device as default_device
 
     publish_ = params_mod.is_default(name, params) if publish is None else publish
     page, _ = destination(name, params, root=Path(root), publish=publish_)
@@ -50,15 +43,14 @@ def notebook_unit(name: str, params: dict, *, root: Path = ROOT, publish: bool |
                  "progress": False},
                 {"page": name, **params_mod.changed(name, params)},
                 resources(cpus=meta.get("cpus", 1), memory_gb=meta.get("memory_gb", NOTEBOOK_MEMORY_GB),
-                          gpus=meta.get("gpus", NOTEBOOK_GPU) if str(device or default_device()).startswith("cuda")
-                          else 0),
+                          gpus=meta.get("gpus", NOTEBOOK_GPU), device=device),
                 tuple(dict.fromkeys(after)))
 
 
 def page_jobs(name: str, params: dict, device: str | None = None) -> list[Unit]:
     """The training units page ``name`` needs with ``params`` (its entry's meta ``jobs``; none without)."""
     target = NOTEBOOKS.entry(name).meta.get("jobs")
-    return list(_resolve(target)(params, device)) if target else []
+    return list(resolve(target)(params, device)) if target else []
 
 
 def _reads(name: str, before: Sequence[str], plan_pages: Sequence[str]) -> list[str]:

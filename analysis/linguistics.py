@@ -153,19 +153,16 @@ def visual_vocabulary_cached(object_names: Sequence[str], captions: Sequence[str
     :mod:`analysis.wordnet`. Loading WordNet and testing every caption noun costs about 10 s per process; a hit
     costs milliseconds."""
     import hashlib
-    import inspect
     import json
+    import sys
 
     from analysis import cache
     from analysis import wordnet as wn
 
-    def source(module) -> str:
-        return cache.file_sha256(inspect.getsourcefile(module))
-
     names, caps = [str(n) for n in object_names], [str(c) for c in captions]
     recipe = {"names": names, "captions_sha256": hashlib.sha256(json.dumps(caps).encode()).hexdigest(),
               "wordnet": cache.entry_hash(wn.nltk_data_dir()), "spacy_model": SPACY_MODEL,
-              "spacy_model_version": nlp().meta.get("version"), "code": [source(inspect.getmodule(nlp)), source(wn)]}
+              "spacy_model_version": nlp().meta.get("version"), "code": [cache.source_hash(sys.modules[__name__]), cache.source_hash(wn)]}
 
     def build(folder) -> None:
         (folder / "words.json").write_text(json.dumps(sorted(visual_vocabulary(names, caps))))

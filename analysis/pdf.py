@@ -5,7 +5,7 @@
 1. lists the built pages in TOC order (:func:`book_pages`: the root page, then every part's chapters and
    their sections), each with its title (from the page's ``<title>``; a title several pages share gets the
    page's file name, e.g. ``The probe: one reward (probe-clip-mini)``);
-2. serves ``<root>/_build/html`` on ``127.0.0.1`` (as the published site is served, so MathJax's fonts and
+2. serves ``<root>/_build/html`` on ``127.0.0.1`` (:func:`analysis.browser.serve`, as the published site is served, so MathJax's fonts and
    the search index load as they do there) and prints each page with the system's headless Chromium
    (Debian ``chromium`` + ``chromium-driver``, driven by Selenium through the browser checks' session,
    :func:`analysis.browser.browser`; :func:`print_pages`) after its math is
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import html as html_lib
-import http.server
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,25 +171,6 @@ def chromium_session(*, timeout: float = 60.0):
         session.__exit__(None, None, None)
 
 
-@contextlib.contextmanager
-def serve(folder: Path):
-    """Serve ``folder`` on ``http://localhost:<free port>/`` (bound to 127.0.0.1) in a thread while the ``with``
-    block runs; yields the URL."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):  # no request log on the terminal
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}/"  # the session resolves no other host name
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def print_page(driver, url: str, *, timeout: float = 60) -> bytes:
     """Load ``url``, wait until it is ready to print (:data:`READY_JS`), return Chromium's PDF of it.
 
@@ -228,10 +206,12 @@ def print_pages(pages: list[Page], html_root: Path, out_dir: Path, *, progress: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
+    from analysis.browser import serve
+
     with chromium_session() as driver, serve(html_root) as base:
         for i, page in enumerate(tqdm(pages, desc="printing pages to PDF", unit="page", disable=not progress)):
             out = out_dir / f"{i:03d}.pdf"
-            out.write_bytes(print_page(driver, base + page.html.relative_to(html_root).as_posix()))
+            out.write_bytes(print_page(driver, f"{base}/{page.html.relative_to(html_root).as_posix()}"))
             files.append(out)
     return files
 

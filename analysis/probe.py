@@ -537,7 +537,7 @@ def measure_inputs(s: Setup) -> dict:
 
     key = ("measure-inputs",)
     if key not in s.memo:
-        code = {m: cache.file_sha256(inspect.getsourcefile(importlib.import_module(m))) for m in MEASURE_MODULES}
+        code = {m: cache.source_hash(importlib.import_module(m)) for m in MEASURE_MODULES}
         code["analysis.probe (measure functions)"] = hashlib.sha256("".join(inspect.getsource(f) for f in (
             measure_rows, _text_measures, _metric_values, _seed_image_embeddings, eval_refs, metric_columns,
             _image)).encode()).hexdigest()
@@ -1106,7 +1106,7 @@ def run_decoding(*, smoke: bool = False, seed: int = 0, scorers: Sequence[str] =
               "priors": list(priors), "xe": s.captioner.weights_sha256,
               "lm": fluency.lm_info() if "smollm2" in priors else None, "images": [s.test.ids[i] for i in images],
               "prior_weights": [float(w) for w in weights], "settings": settings, "measures": measure_inputs(s),
-              "code": _source_hash(guided)}
+              "code": cache.source_hash(guided)}
 
     def build(folder: Path) -> None:
         pri = [made[p]() for p in priors]
@@ -1130,15 +1130,6 @@ def run_decoding(*, smoke: bool = False, seed: int = 0, scorers: Sequence[str] =
                             value=sw["score"]),
                   smoke=smoke, seed=seed)
     return Page(sw, tables={"settings": info}, sentences=prose.probe_decoding_sentences(sw), timings=timings)
-
-
-def _source_hash(module) -> str:
-    """sha256 of a module's source file (part of a cache key: changed code is a new entry)."""
-    import inspect
-
-    from analysis import cache
-
-    return cache.file_sha256(inspect.getsourcefile(module))
 
 
 def _text_measures(s: Setup, captions: list[str], graphs, *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1259,13 +1250,12 @@ def training_units(systems: Sequence[str], *, smoke: bool, seed: int, device: st
     from analysis.scorers.training import TRAIN_THREADS
 
     device = device or default_device()
-    gpus = 1 if str(device).startswith("cuda") else 0
     syst = [known_system(n) or system_for(n) for n in dict.fromkeys(systems)]
     bases = [b for b in dict.fromkeys([*(_scorer_base(sy.mix or sy.reward) for sy in syst), *CROSS_SCORERS])
              if b in SCORERS]
     tag = f"{'smoke' if smoke else 'full'}/seed{seed}"
     setup_id = f"probe-setup:{tag}"
-    req = resources(cpus=TRAIN_THREADS, gpus=gpus, memory_gb=1 if smoke else 3)
+    req = resources(cpus=TRAIN_THREADS, gpus=1, memory_gb=1 if smoke else 3, device=device)
     units = [Unit(setup_id, "training", "analysis.probe:setup_job",
                   {"smoke": smoke, "seed": seed, "scorers": bases, "device": device},
                   {"what": "XE captioner and stand-ins", "smoke": smoke, "seed": seed, "scorers": ",".join(bases)}, req)]

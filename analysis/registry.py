@@ -73,10 +73,13 @@ class Entry:
         return self.meta.get("form") or (self.name + "<argument>" if self.prefix else self.name)
 
     def load(self):
-        if callable(self.target):
-            return self.target
-        module, func = self.target.split(":")
-        return getattr(importlib.import_module(module), func)
+        return self.target if callable(self.target) else resolve(self.target)
+
+
+def resolve(target: str):
+    """The object a ``"module:function"`` string names (imported on first use)."""
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 class Registry:

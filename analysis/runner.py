@@ -35,7 +35,7 @@ from pathlib import Path
 
 from analysis import parameters as params_mod
 from analysis.registry import NOTEBOOKS, ROOT, notebook_template
-from analysis.runtime import plugin_paths, set_offline
+from analysis.runtime import import_path, set_offline
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 KERNEL = "python3"
@@ -144,13 +144,11 @@ def sweep_stale(folder: Path) -> list[Path]:
     """Remove ``.tmp-*`` entries in ``folder`` left by runs whose process no longer exists: on this machine, a
     process id that is gone; of another machine (a Ray worker on shared storage), one untouched for
     :data:`OTHER_HOST_STALE_S`."""
-    import time as _time
-
     removed, here = [], host_tag()
     for p in sorted(Path(folder).glob(TMP_PREFIX + "*")):
         m = re.match(rf"{re.escape(TMP_PREFIX)}.*-(\d+)(?:\.([0-9a-f]{{8}}))?-[0-9a-f]+$", p.name)
         if m and m.group(2) not in (None, here):
-            if _time.time() - p.stat().st_mtime < OTHER_HOST_STALE_S:
+            if time.time() - p.stat().st_mtime < OTHER_HOST_STALE_S:
                 continue  # another machine's run: its process ids mean nothing here
         elif m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
             continue  # another run in progress
@@ -291,7 +289,7 @@ def run_notebook(name: str, *, root: Path = ROOT, parameters: dict | None = None
            # figures are drawn into the page whatever this process uses (MPLBACKEND=Agg in the tests or a headless
            # shell would leave "<Figure size ... with 0 Axes>" text and no image in the kernel's output)
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    path = os.pathsep.join([*plugin_paths(), *filter(None, [os.environ.get("PYTHONPATH")])])
+    path = import_path()
     if path:  # the kernel runs in another folder: it must find the plugins where this process found them
         env["PYTHONPATH"] = path
     echo = [_Echo(name)] * 2 if echo_enabled(log_output) else [None, None]
@@ -372,26 +370,29 @@ def run(names: list[str] | None = None, *, root: Path = ROOT, parameters: dict |
     for n in names:
         print(f"==> running notebook '{n}'" + (f" ({_flags(n, checked[n]).strip()})" if _flags(n, checked[n]) else ""),
               flush=True)
-        o = run_notebook(n, root=root, parameters=checked[n], publish=publish, log_output=log_output)
-        outcomes[n] = o
-        where = "book page" if o.published else "variant, not in the book"
-        print(f"    '{n}' done in {o.seconds:.1f} s -> {o.page} ({where}; tables in {o.results})", flush=True)
+        outcomes[n] = run_notebook(n, root=root, parameters=checked[n], publish=publish, log_output=log_output)
+        _report(outcomes[n])
     return outcomes
+
+
+def _report(o: Outcome) -> None:
+    """One line: where a finished page went and how long it took."""
+    where = "book page" if o.published else "variant, not in the book"
+    print(f"    '{o.name}' done in {o.seconds:.1f} s -> {o.page} ({where}; tables in {o.results})", flush=True)
 
 
 def run_units(units, executor, *, keep_going: bool = False) -> dict[str, Outcome]:
     """Run ``units`` (:mod:`analysis.jobs`) on ``executor``; return ``{unit id: Outcome}`` of the notebook units,
     printing where each page went. Raises :class:`analysis.executor.RunFailed` when a unit failed."""
-    kinds = {}
-    for u in units:
-        kinds[u.kind] = kinds.get(u.kind, 0) + 1
+    from collections import Counter
+
+    kinds = Counter(u.kind for u in units)
     print(f"==> {len(units)} units on the {executor.name} executor: "
           + ", ".join(f"{n} {k}" for k, n in kinds.items()), flush=True)
     results = executor.run(units, keep_going=keep_going)
     outcomes = {uid: o for uid, o in results.items() if isinstance(o, Outcome)}
     for o in outcomes.values():
-        where = "book page" if o.published else "variant, not in the book"
-        print(f"    '{o.name}' done in {o.seconds:.1f} s -> {o.page} ({where}; tables in {o.results})", flush=True)
+        _report(o)
     return outcomes
 
 

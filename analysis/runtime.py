@@ -65,6 +65,14 @@ def plugin_paths() -> list[str]:
             out.append(str(up))
     return out
 
+def import_path() -> str:
+    """``$PYTHONPATH`` for a process that starts in another folder (a notebook kernel, a Ray worker): the folders
+    of the loaded plugins (:func:`plugin_paths`), then this process's ``$PYTHONPATH`` entries, each made absolute,
+    each once; ``""`` when there are none."""
+    entries = [*plugin_paths(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(str(Path(p).expanduser().resolve()) for p in entries))
+
+
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore::FutureWarning"}
 

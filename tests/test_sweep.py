@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 #: the README's sweep example (tests/test_readme.py leaves it to this test, which runs it under both executors)
 SWEEP = ["sweep", "probe-cider-d", "--grid", "reward", "[cider-d, blind]", "--grid", "seed", "[0, 1]", "--smoke"]
-
-
-def _sweep_tables(root: Path) -> dict[str, bytes]:
-    """``{variant/table: bytes}`` of every result table the sweep wrote under ``root`` (wall-time files left out)."""
-    runs = root / "book" / "generated" / "runs"
-    return {f"{p.parent.parent.name}/{p.name}": p.read_bytes() for p in sorted(runs.glob("*/results/*.csv"))
-            if not p.name.endswith(".timings.csv")}
 
 
 def test_the_smoke_sweep_gives_the_same_rows_locally_and_on_ray(tmp_path):
@@ -24,10 +16,8 @@ def test_the_smoke_sweep_gives_the_same_rows_locally_and_on_ray(tmp_path):
     byte-identical."""
     import os
 
-    from analysis import bench, cache, runner
+    from analysis import bench, cache, probe, runner
     from analysis.registry import ROOT
-
-    from analysis import probe
 
     probe.setup_job(smoke=True, seed=1, scorers=probe.CROSS_SCORERS)  # seed 1's XE and stand-ins, once, not twice
     got = {}
@@ -40,7 +30,7 @@ def test_the_smoke_sweep_gives_the_same_rows_locally_and_on_ray(tmp_path):
                               env={**os.environ, "STUDY_CACHE": str(store)})
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"on the {name} executor" in proc.stdout and "4 variant page(s)" in proc.stdout
-        got[name] = _sweep_tables(root)
+        got[name] = bench.sweep_tables(root)
     assert len(got["local"]) == 4 and all(len(v) > 1000 for v in got["local"].values())
     assert got["local"].keys() == got["ray"].keys()
     differing = [k for k in got["local"] if got["local"][k] != got["ray"][k]]

@@ -298,13 +298,12 @@ def shard_units(captions: Sequence[str], scorer: str, *, batch_size: int, shard_
     from analysis.runtime import device as default_device
 
     device = device or default_device()
-    gpus = 0.25 if str(device).startswith("cuda") else 0
     bounds = shard_bounds(len(captions), shard_size, batch_size)
     return [Unit(f"shard:{scorer}/{i:05d}", "shard", "analysis.captioning.retrieval:embed_shard",
                  {"scorer": scorer, "captions": list(captions[a:b]), "prefix": prefix, "smoke": smoke, "seed": seed,
                   "device": device, "cache": cache},
                  {"scorer": scorer, "rows": f"{a}..{b - 1}", "of": len(captions)},
-                 resources(cpus=1, gpus=gpus, memory_gb=2))
+                 resources(cpus=1, gpus=0.25, memory_gb=2, device=device))
             for i, (a, b) in enumerate(bounds)]
 
 
