@@ -38,6 +38,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.prose import ALPHA, significant
+
 RUN = "bridge"
 PAGE = "realign-bridge"
 #: SCST seeds of each bridge system in a full run (smoke runs use the first); both arms share them (module docstring)
@@ -50,7 +52,6 @@ DIFF_MEASURES = (("cider_d", "mean", "CIDEr-D"), ("sg_f1", "mean", "sg-f1 (SPICE
                  ("object_precision", "pooled", "object precision"), ("object_recall", "pooled", "object recall"),
                  ("count_correct", "pooled", "count correctness"),
                  ("relation_correct", "pooled", "relation correctness"), ("chair_i", "pooled", "CHAIR-i"))
-ALPHA = 0.05
 
 
 def rewards_of(scorer: str = "clip-mini") -> tuple[str, str]:
@@ -119,14 +120,10 @@ def difference_rows(table: pd.DataFrame, a: str, b: str, *, seed: int, n_boot: i
     out = pd.DataFrame(rows)
     ok = out["status"] == "ok" if len(out) else pd.Series(dtype=bool)
     out["p_holm"] = np.nan
-    if ok.any():
-        p = out.loc[ok, "p"].to_numpy(float)
-        finite = np.isfinite(p)
-        adj = np.full(len(p), np.nan)
-        adj[finite] = holm(p[finite])
-        out.loc[ok, "p_holm"] = adj
+    if ok.any():  # holm leaves a NaN p out of the family
+        out.loc[ok, "p_holm"] = holm(out.loc[ok, "p"].to_numpy(float))
     out["test_family"] = f"bridge: {a} − {b}"
-    out["significant"] = [bool(q == q and q <= alpha) for q in out["p_holm"]]
+    out["significant"] = [bool(significant({"p_holm": q}, alpha)) for q in out["p_holm"]]
     return out
 
 

@@ -72,31 +72,18 @@ def html_root(root: Path) -> Path:
     return html
 
 
-def _toc_files(entries: list) -> list[str]:
-    """The ``file:`` entries of a jupyter-book TOC subtree, depth first (chapters before their sections)."""
-    files = []
-    for e in entries or []:
-        if "file" in e:
-            files.append(e["file"])
-        for key in ("parts", "chapters", "sections"):
-            files += _toc_files(e.get(key))
-    return files
-
-
 def pages(html: Path) -> list[str]:
     """The book's pages in TOC order, as paths relative to the HTML folder (``book/intro.html``, ...).
 
     Read from the ``_toc.yml`` of the book root (``html/../..``); when the folder is not inside a book root,
     from the built navigation of the first page (``index.html``'s redirect target). Raises
     :class:`FileNotFoundError` naming any page the TOC lists but the build lacks."""
-    import yaml
+    from analysis.pdf import toc_entries
 
     html = Path(html)
     toc = html.parent.parent / "_toc.yml"
     if toc.is_file():
-        data = yaml.safe_load(toc.read_text())
-        files = [data["root"]] + _toc_files(data.get("parts")) + _toc_files(data.get("chapters"))
-        rels = [re.sub(r"\.(md|ipynb|rst)$", "", f) + ".html" for f in files]
+        rels = [re.sub(r"\.(md|ipynb|rst)$", "", f) + ".html" for f, _ in toc_entries(html.parent.parent)]
     else:
         rels = _nav_pages(html)
     missing = [r for r in rels if not (html / r).is_file()]

@@ -924,6 +924,15 @@ def reward_check_rows(captions: pd.DataFrame, *, systems: Sequence[str] | None =
     return pd.DataFrame(out)
 
 
+def table_verdicts(finding_rows: pd.DataFrame, checks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The verdicts a findings table's rows give, as its page gives them: :func:`verdicts` of the rows' test columns
+    (:data:`COLUMNS`), then :func:`with_reward_check` when ``checks`` has the "reward raised" rows."""
+    ver = verdicts(finding_rows[[c for c in COLUMNS if c in finding_rows]])
+    if checks is not None and len(checks) and "raised" in checks:
+        ver = with_reward_check(ver, checks)
+    return ver
+
+
 def with_reward_check(verdicts_: pd.DataFrame, checks: pd.DataFrame) -> pd.DataFrame:
     """The verdicts with ``reward_raised`` added; a system whose SCST did not raise its own reward on the test
     images (:func:`reward_check_rows`) gets **not testable here** in place of any other verdict, with the reason:

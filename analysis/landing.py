@@ -2,7 +2,7 @@
 link to the page that shows it, read from the result tables the other pages wrote in this run's destination folder.
 
 * **The probe** (Ma et al. 2022): F1–F3 per probed system from ``probe-findings`` (the verdicts recomputed from its
-  rows by :func:`analysis.findings.verdicts` and :func:`analysis.findings.with_reward_check`, exactly as that page
+  rows by :func:`analysis.findings.table_verdicts`, exactly as that page
   computes them); the effect shown is the finding's test with the smallest Holm p (its statistic, value and 95%
   interval), and the page link is ``probe-findings``.
 * **ReCap** (Paischer et al.) and the bridge: every verdict row of ``realign-findings`` (claim, setting, verdict,
@@ -22,6 +22,11 @@ RUN = "findings"
 PROBE_PAGE, REALIGN_PAGE = "probe-findings", "realign-findings"
 PAPERS = {"probe": "Ma et al., Findings of EMNLP 2022 (arXiv:2210.09550)",
           "recap": "Paischer et al., ReCap (arXiv:2307.05591)"}
+
+
+#: the columns of the landing page's rows (:func:`probe_rows`, :func:`recap_rows`)
+ROW_COLUMNS = ["paper", "finding", "claim", "system", "family", "verdict", "reason", "test", "baseline", "value", "low",
+               "high", "p_holm", "page"]
 
 
 def read_page(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
@@ -60,18 +65,13 @@ def probe_rows(table: pd.DataFrame | None) -> pd.DataFrame:
     that ran). Empty when the probe's findings page was not run."""
     from analysis import findings
 
-    cols = ["paper", "finding", "claim", "system", "family", "verdict", "reason", "test", "baseline", "value", "low",
-            "high", "p_holm", "page"]
     if table is None or "analysis" not in table:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=ROW_COLUMNS)
     f = table[table["analysis"] == "finding"]
     if f.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=ROW_COLUMNS)
     f = f[[c for c in findings.COLUMNS if c in f]]
-    ver = findings.verdicts(f)
-    checks = table[table["analysis"] == "reward raised"]
-    if len(checks) and "raised" in checks:
-        ver = findings.with_reward_check(ver, checks)
+    ver = findings.table_verdicts(f, table[table["analysis"] == "reward raised"])
     out = []
     for _, v in ver.iterrows():
         t = f[(f["finding"] == v["finding"]) & (f["system"].isin([v["system"], "(pooled)"]))
@@ -87,16 +87,14 @@ def probe_rows(table: pd.DataFrame | None) -> pd.DataFrame:
                     "low": np.nan if best is None else float(best["low"]),
                     "high": np.nan if best is None else float(best["high"]),
                     "p_holm": np.nan if best is None else float(best["p_holm"]), "page": PROBE_PAGE})
-    return pd.DataFrame(out, columns=cols)
+    return pd.DataFrame(out, columns=ROW_COLUMNS)
 
 
 def recap_rows(table: pd.DataFrame | None) -> pd.DataFrame:
     """One row per verdict of the Realignment findings page (ReCap's claims and the bridge): ``paper, finding, claim,
     system, family, verdict, reason, test, baseline, value, low, high, p_holm, page``."""
-    cols = ["paper", "finding", "claim", "system", "family", "verdict", "reason", "test", "baseline", "value", "low",
-            "high", "p_holm", "page"]
     if table is None or "claim" not in table:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=ROW_COLUMNS)
     out = []
     for _, r in table.iterrows():
         bridge = str(r.get("page", "")) == "realign-bridge"
@@ -108,7 +106,7 @@ def recap_rows(table: pd.DataFrame | None) -> pd.DataFrame:
                     "low": float(r["low"]) if "low" in r else np.nan,
                     "high": float(r["high"]) if "high" in r else np.nan,
                     "p_holm": float(r["p_holm"]) if "p_holm" in r else np.nan, "page": r["page"]})
-    return pd.DataFrame(out, columns=cols)
+    return pd.DataFrame(out, columns=ROW_COLUMNS)
 
 
 def rests_on(row) -> tuple[str, str]:

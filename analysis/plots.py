@@ -482,7 +482,7 @@ def recap_means(rows: pd.DataFrame, *, scorer_label: str = "clip-mini (CLIP-styl
 def recap_differences(rows: pd.DataFrame):
     """One panel per metric: each paired difference ``a − b`` over the same test images with its paired
     bootstrap 95% interval; filled markers hold after Holm (within each contrast), open ones do not."""
-    from analysis.prose import ALPHA
+    from analysis.prose import significant
 
     fig, axes, contrasts, panels = _recap_metric_panels(rows[rows["analysis"] == "difference"], "contrast",
                                                         "paired difference a − b (the panel's metric)",
@@ -490,7 +490,7 @@ def recap_differences(rows: pd.DataFrame):
     colors = dict(zip(contrasts, sns.color_palette(PALETTE, len(contrasts))))
     for ax, g in panels:
         for j, (c, r) in enumerate(g.iterrows()):
-            sig = r["p_holm"] == r["p_holm"] and r["p_holm"] <= ALPHA
+            sig = significant(r)
             ax.errorbar([r["value"]], [j], xerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]], fmt="o",
                         color=colors[c], mfc=colors[c] if sig else "white", capsize=2, lw=1,
                         label=c if ax is axes.flat[0] else None)
@@ -506,13 +506,13 @@ def bridge_differences(rows: pd.DataFrame):
     the same test images with its two-level bootstrap 95% interval; filled markers hold after Holm over the
     measures, open ones do not. The panel title names the measure and the raw reward's value; the y axis carries
     no quantity (one interval per panel), so it has no ticks and no label."""
-    from analysis.prose import ALPHA
+    from analysis.prose import significant
 
     d = rows[(rows["analysis"] == "difference") & (rows["value"].notna())]
     fig, axes = _recap_panels(max(len(d), 1), cols=4)
     color = sns.color_palette(PALETTE, 1)[0]
     for ax, (_, r) in zip(axes.flat, d.iterrows()):
-        sig = r["p_holm"] == r["p_holm"] and r["p_holm"] <= ALPHA
+        sig = significant(r)
         ax.errorbar([r["value"]], [0], xerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]], fmt="o",
                     color=color, mfc=color if sig else "white", capsize=3, lw=1.2)
         ax.axvline(0, color="0.3", lw=0.8, ls="--")

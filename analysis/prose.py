@@ -1545,9 +1545,7 @@ def bridge_sentences(rows: pd.DataFrame) -> list[str]:
                        f"(Wilson 95% interval {r['low']:.0%} to {r['high']:.0%}; {int(r['n'])} image × seed pairs).")
     f = _of(rows, "finding")
     if len(f):
-        ver = findings.verdicts(f[[c for c in findings.COLUMNS if c in f]])
-        if len(checks) and "raised" in checks:  # a system whose reward was not raised: not testable (as on the page)
-            ver = findings.with_reward_check(ver, checks)
+        ver = findings.table_verdicts(f, checks)  # a system whose reward was not raised: not testable (as on the page)
         systems = list(dict.fromkeys(ver["system"]))
         for fid, g in ver.groupby("finding", sort=True):
             cells = {s: g.loc[g.system == s, "verdict"].iloc[0] for s in systems if (g.system == s).any()}

@@ -420,7 +420,8 @@ def _pairs(scorer, setting, split, fold, folds, smoke, seed, prefix, progress) -
         items = _items(setting, split, scorer, smoke)
         p, _ = _embed(scorer, items, prefix, progress, {**prov, "datasets": list(in_domain_datasets(scorer)),
                                                         "dataset_split": split})
-        test = _content_only(_items(setting, "test", scorer, smoke))
+        if split in ("train", "val"):
+            test = _content_only(_items(setting, "test", scorer, smoke))
         if split == "train":
             p = _drop_overlap(p, test)
         elif split == "val":  # no row of the test split or of the fitting pairs (train less its test overlap)
@@ -1129,14 +1130,6 @@ def bridge_verdicts(bridge_rows: pd.DataFrame | None) -> list[dict]:
                          measure="significant differences", value=float(r["value"]))]
 
 
-def _read_page(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
-    """The result table of page ``name`` from this run's destination folder (:func:`analysis.landing.read_page`:
-    None when missing or written at another size or seed)."""
-    from analysis.landing import read_page
-
-    return read_page(name, smoke, seed)
-
-
 def _read_timings(name: str, smoke: bool, seed: int) -> pd.DataFrame | None:
     from analysis import results
 
@@ -1163,12 +1156,13 @@ def run_findings(*, smoke: bool = False, seed: int = 0, n_boot: int = 1000):
     analysis run realign-method realign-speed realign-captions realign-metrics realign-bridge realign-findings``). ``n_boot``
     is kept for the page's declared parameters; the intervals are the other pages' own."""
     from analysis import prose, results
+    from analysis.landing import read_page
     from analysis.probe import Page
 
     t0 = time.perf_counter()
-    v = findings_rows(_read_page(PAGES["method"], smoke, seed), _read_timings(PAGES["speed"], smoke, seed),
-                      _read_page(PAGES["captions"], smoke, seed), _read_page(PAGES["metrics"], smoke, seed),
-                      _read_page(PAGES["bridge"], smoke, seed))
+    v = findings_rows(read_page(PAGES["method"], smoke, seed), _read_timings(PAGES["speed"], smoke, seed),
+                      read_page(PAGES["captions"], smoke, seed), read_page(PAGES["metrics"], smoke, seed),
+                      read_page(PAGES["bridge"], smoke, seed))
     timed = v["page"] == PAGES["speed"]  # verdicts decided on wall times: the timings file, never the rows
     recs = v[~timed].assign(metric=[m or "verdict" for m in v.loc[~timed, "measure"]]).drop(
         columns=["measure"]).to_dict("records")

@@ -176,6 +176,13 @@ def resolve_device(device: str | None = None) -> str:
     return device
 
 
+def module_device(module, default: str | None = None) -> str:
+    """The device of ``module``'s first parameter as a string (``"cpu"``, ``"cuda:0"``); for an object without
+    parameters, ``default`` resolved by :func:`resolve_device`."""
+    p = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
+    return str(p.device) if p is not None else resolve_device(default)
+
+
 @contextmanager
 def torch_threads(n: int):
     """Run the block with ``n`` torch intra-op CPU threads, restoring the previous count afterwards (results of

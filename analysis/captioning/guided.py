@@ -283,14 +283,13 @@ class LMPrior:
         import torch
 
         from analysis import fluency
-        from analysis.runtime import resolve_device
+        from analysis.runtime import module_device, resolve_device
 
         if model is None or tokenizer is None:
             device = resolve_device(device)
             model, tokenizer = fluency.load_lm(device)
         elif device is None:
-            p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-            device = str(p.device) if p is not None else resolve_device(None)
+            device = module_device(model)
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.prefix = str(prefix).strip()
         self.prompt = [fluency.bos_id(tokenizer)] + (

@@ -523,10 +523,9 @@ class HFGenerator:
         if kind not in ("causal", "seq2seq"):
             raise ValueError(f"HFGenerator: kind must be 'causal' or 'seq2seq', got {kind!r}")
         if device is None:
-            from analysis.runtime import resolve_device
+            from analysis.runtime import module_device
 
-            p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-            device = str(p.device) if p is not None else resolve_device(None)
+            device = module_device(model)
         self.model, self.tokenizer, self.kind, self.name = model, tokenizer, kind, name
         self.model_hash, self.device, self.system, self.label = model_hash, device, system, label or name
 

@@ -24,18 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from analysis.runtime import module_device
 from analysis.scorers import inputs, training
 
 
 def val_set(cfg, *, smoke: bool, seed: int) -> training.TrainingSet:
     """The val-split items, with the perturbations ``cfg`` trains with (none for the defaults)."""
     return training.training_set(smoke=smoke, seed=seed, hard_per_kind=cfg.hard_per_kind, split="val")
-
-
-def _device(net) -> torch.device:
-    """The device of ``net``'s parameters (the CPU for a net without any)."""
-    p = next(iter(net.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _result(metric: str, hits: np.ndarray, chance: float, **extra) -> dict:
@@ -47,7 +42,7 @@ def _result(metric: str, hits: np.ndarray, chance: float, **extra) -> dict:
 def i2t_recall_at_1(net, val: training.TrainingSet, cfg, *, seed: int = 0) -> dict:
     """``R@1 = mean_i [gallery[argmax_j <u_i, v_j>] is true of image i]`` over the val images, the
     gallery holding each image's first caption once (chance: ``mean_i |true_i ∩ gallery| / |gallery|``)."""
-    data = inputs.train_data(val, "sentence", device=_device(net))
+    data = inputs.train_data(val, "sentence", device=module_device(net, "cpu"))
     gallery = sorted({p[0] for p in val.positives})
     u = F.normalize(net.image(data.pooled), dim=-1)
     v = F.normalize(net.text(data.sentence[torch.tensor(gallery)]), dim=-1)
@@ -70,7 +65,7 @@ def _negatives(cfg) -> str:
 @torch.no_grad()
 def win_rate(net, val: training.TrainingSet, cfg, *, seed: int = 0, chunk: int = 128) -> dict:
     """``mean_i [z(image_i, true_i) > z(image_i, negative_i)]`` for an ITM net (chance 0.5)."""
-    data = inputs.train_data(val, net.text_source, device=_device(net))
+    data = inputs.train_data(val, net.text_source, device=module_device(net, "cpu"))
     pos, neg = _pairs(val, cfg, seed)
     z = {}
     for name, caps in (("pos", pos), ("neg", neg)):
@@ -87,7 +82,7 @@ def win_rate(net, val: training.TrainingSet, cfg, *, seed: int = 0, chunk: int =
 @torch.no_grad()
 def caption_win_rate(net, val: training.TrainingSet, cfg, *, seed: int = 0) -> dict:
     """:func:`win_rate` for the caption-only classifier (blind+neg): the image is never read."""
-    data = inputs.train_data(val, "sentence", images=False, device=_device(net))
+    data = inputs.train_data(val, "sentence", images=False, device=module_device(net, "cpu"))
     pos, neg = _pairs(val, cfg, seed)
     zp, zn = net(data.sentence[torch.tensor(pos)]).cpu().numpy(), net(data.sentence[torch.tensor(neg)]).cpu().numpy()
     return _result("win_rate", zp > zn, 0.5, negatives=_negatives(cfg))
